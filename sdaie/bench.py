@@ -16,10 +16,14 @@ Sections:
 Each model measurement runs in a fresh process (see :func:`isolated`). On a shared machine absolute
 figures move with the load; the implementations being compared run alternately, round after round,
 and each ratio is the median of per-round ratios, so a change of load hits both sides alike; the
-process CPU time is recorded beside the wall clock. ``OMP_WAIT_POLICY`` is set to PASSIVE unless
-given (``--omp-wait``): spinning OpenMP workers steal the CPU from the busy one when cores are
-oversubscribed. It only
-takes effect when torch is not imported yet (the CLI imports this module before torch).
+process CPU time is recorded beside the wall clock.
+
+The extractor and bc_eval sections are measured once per OpenMP wait policy in ``--omp-wait``
+(default ``default,passive``): ``default`` is the environment as given (libgomp spins a while
+before sleeping when ``OMP_WAIT_POLICY`` is unset), ``passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` in
+the measuring process (idle OpenMP threads sleep at once, as on a busy machine or where a cluster
+sets it). Intra-op threads pay a wake-up per operation under PASSIVE, so both figures are shown.
+Other sections run in this process, under the environment as given.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -121,22 +124,40 @@ def environment(threads: Sequence[int], device: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def isolated(isolate: bool, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)``, by default in a fresh interpreter (spawn).
+WAIT_POLICIES = {"default": None, "passive": "PASSIVE", "active": "ACTIVE"}
+
+
+def isolated(isolate: bool, fn: Callable[..., Any], *args: Any,
+             omp_wait: str = "default") -> Any:
+    """``fn(*args)``, by default in a fresh interpreter (spawn) under the given OpenMP wait policy.
 
     A fresh process has its own allocator heap and OpenMP pool. Without it, what ran before
     changes what a measurement pays for memory: after a training step has grown the heap, the
     reference's large maps reuse it, while in an inference-only process (bc_eval, one-class
     features) they fault fresh pages on every batch. Each measurement gets the heap its workload
-    would have.
+    would have. OpenMP reads ``OMP_WAIT_POLICY`` once at start, so a policy other than
+    ``default`` needs a fresh process.
     """
     if not isolate:
+        if omp_wait != "default":
+            raise ValueError(f"omp_wait={omp_wait!r} needs an isolated (fresh) process")
         return fn(*args)
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+    value = WAIT_POLICIES[omp_wait]
+    before = os.environ.get("OMP_WAIT_POLICY")
+    if value is not None:
+        os.environ["OMP_WAIT_POLICY"] = value  # read by the child at start (spawn copies it)
+    try:
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            return pool.submit(fn, *args).result()
+    finally:
+        if value is not None:
+            if before is None:
+                os.environ.pop("OMP_WAIT_POLICY", None)
+            else:
+                os.environ["OMP_WAIT_POLICY"] = before
 
 
 def _step_fns(model: Any, x: Any) -> dict[str, Callable[[], Any]]:
@@ -181,20 +202,23 @@ def sdaie_timings(cfg: Any, batch: int, patches: int, threads: int, mode: str, r
 
 
 def bench_sdaie(cfg: Any, batch: int, patches: int, threads: Sequence[int], rounds: int,
-                device: str = "cpu", isolate: bool = True) -> tuple[list[dict], list[dict]]:
-    """Rows per (implementation, mode, threads) and the fast/reference ratios."""
+                device: str = "cpu", isolate: bool = True,
+                policies: Sequence[str] = ("default",)) -> tuple[list[dict], list[dict]]:
+    """Rows per (wait policy, implementation, mode, threads) and the fast/reference ratios."""
     rows, ratios = [], []
     n = batch * patches
-    for t in threads:
-        for mode in ("inference", "train"):
-            times = isolated(isolate, sdaie_timings, cfg, batch, patches, t, mode, rounds, device)
-            for name, ts in times.items():
-                rows.append(_row(ts, n, backbone="sdaie", implementation=name, mode=mode,
-                                 threads=t))
-            slow, quick = times["reference"], times["fast"]
-            ratios.append({"mode": mode, "threads": t,
-                           "fast_over_reference": median_ratio(slow.wall, quick.wall),
-                           "fast_over_reference_cpu": median_ratio(slow.cpu, quick.cpu)})
+    for policy in policies:
+        for t in threads:
+            for mode in ("inference", "train"):
+                times = isolated(isolate, sdaie_timings, cfg, batch, patches, t, mode, rounds,
+                                 device, omp_wait=policy)
+                for name, ts in times.items():
+                    rows.append(_row(ts, n, backbone="sdaie", implementation=name, mode=mode,
+                                     threads=t, omp_wait=policy))
+                slow, quick = times["reference"], times["fast"]
+                ratios.append({"mode": mode, "threads": t, "omp_wait": policy,
+                               "fast_over_reference": median_ratio(slow.wall, quick.wall),
+                               "fast_over_reference_cpu": median_ratio(slow.cpu, quick.cpu)})
     return rows, ratios
 
 
@@ -221,7 +245,7 @@ def bench_resnet(cfg: Any, archs: Sequence[str], batch: int, patches: int,
             times = isolated(isolate, resnet_timings, cfg, arch, batch, patches, t, rounds, device)
             for mode, ts in times.items():
                 rows.append(_row(ts, batch * patches, backbone=arch, implementation="-",
-                                 mode=mode, threads=t))
+                                 mode=mode, threads=t, omp_wait="default"))
     return rows
 
 
@@ -382,22 +406,25 @@ def bc_eval_timings(cfg: Any, side: int, rounds: int, threads: int,
 
 
 def bench_bc_eval(cfg: Any, sizes: Sequence[int], rounds: int, threads: int,
-                  device: str = "cpu", isolate: bool = True) -> list[dict]:
-    """Images/s of the binary detector per image size, and the fast/reference ratio."""
+                  device: str = "cpu", isolate: bool = True,
+                  policies: Sequence[str] = ("default",)) -> list[dict]:
+    """Images/s of the binary detector per image size and wait policy, and fast/reference."""
     rows = []
-    for side in sizes:
-        times = isolated(isolate, bc_eval_timings, cfg, side, rounds, threads, device)
-        n_patches = max(1, side // cfg.patch_size) ** 2
-        for name, ts in times.items():
-            med = statistics.median(ts.wall)
-            rows.append({"size": side, "patches": n_patches, "implementation": name,
-                         "threads": threads, "seconds": med, "images_per_s": 1 / med,
-                         "cpu_seconds": statistics.median(ts.cpu),
-                         "system_seconds": statistics.median(ts.system)})
-        slow, quick = times["reference"], times["fast"]
-        rows.append({"size": side, "patches": n_patches, "implementation": "fast/reference",
-                     "threads": threads, "ratio": median_ratio(slow.wall, quick.wall),
-                     "ratio_cpu": median_ratio(slow.cpu, quick.cpu)})
+    for policy in policies:
+        for side in sizes:
+            times = isolated(isolate, bc_eval_timings, cfg, side, rounds, threads, device,
+                             omp_wait=policy)
+            n_patches = max(1, side // cfg.patch_size) ** 2
+            keys = {"size": side, "patches": n_patches, "threads": threads, "omp_wait": policy}
+            for name, ts in times.items():
+                med = statistics.median(ts.wall)
+                rows.append({**keys, "implementation": name, "seconds": med,
+                             "images_per_s": 1 / med, "cpu_seconds": statistics.median(ts.cpu),
+                             "system_seconds": statistics.median(ts.system)})
+            slow, quick = times["reference"], times["fast"]
+            rows.append({**keys, "implementation": "fast/reference",
+                         "ratio": median_ratio(slow.wall, quick.wall),
+                         "ratio_cpu": median_ratio(slow.cpu, quick.cpu)})
     return rows
 
 
@@ -428,28 +455,31 @@ def report(result: dict[str, Any]) -> str:
     parts = []
     env = result["environment"]
     parts.append(f"CPU: {env['cpu']} ({env['cpu_count']} logical), torch {env['torch']}, "
-                 f"threads {env['threads_tested']}, OMP_WAIT_POLICY={env['omp_wait_policy']}, "
+                 f"threads {env['threads_tested']}, OMP_WAIT_POLICY as given: "
+                 f"{env['omp_wait_policy']}, measured under: {env['omp_wait_measured']}, "
                  f"GPU: {env['gpu'] or 'none'}, device {env['device']}")
     model_rows = result.get("extractor", {}).get("rows", []) + result.get("resnet", [])
     if model_rows:
         ratios = result.get("extractor", {}).get("ratios", [])
-        ratio = {(r["mode"], r["threads"]): r for r in ratios}
+        ratio = {(r["mode"], r["threads"], r["omp_wait"]): r for r in ratios}
         table = []
         for r in model_rows:
-            x = ratio.get((r["mode"], r["threads"])) if r["implementation"] == "fast" else None
+            x = (ratio.get((r["mode"], r["threads"], r["omp_wait"]))
+                 if r["implementation"] == "fast" else None)
             table.append([r["backbone"], r["implementation"], r["mode"], r["threads"],
-                          r["patches_per_s"], r["patches"] / r["cpu_seconds"],
+                          r["omp_wait"], r["patches_per_s"], r["patches"] / r["cpu_seconds"],
                           f"{x['fast_over_reference']:.2f}x" if x else "",
                           f"{x['fast_over_reference_cpu']:.2f}x" if x else ""])
-        parts.append(format_table(["extractor", "impl", "mode", "threads", "patches/s",
-                                   "patches/cpu-s", "fast/ref", "fast/ref (cpu)"], table))
+        parts.append(format_table(["extractor", "impl", "mode", "threads", "OMP wait",
+                                   "patches/s", "patches/cpu-s", "fast/ref", "fast/ref (cpu)"],
+                                  table))
     if "data" in result:
         d = result["data"]
         table = [[k.replace("_images_per_s", ""), v] for k, v in d.items() if k.endswith("_per_s")]
         trains = [r for r in model_rows if r["backbone"] == "sdaie" and r["mode"] == "train"
                   and r["implementation"] == "fast"]
         for r in trains:
-            table.append([f"train step consumes (fast, {r['threads']} thr)",
+            table.append([f"train step consumes (fast, {r['threads']} thr, {r['omp_wait']})",
                           r["patches_per_s"] / d["patches_per_image"]])
         parts.append(format_table(["data path", "images/s"], table))
     if "gmm" in result:
@@ -459,11 +489,11 @@ def report(result: dict[str, Any]) -> str:
                                     g["seconds"], g["iterations"]]]))
     if "bc_eval" in result:
         table = [[f"{r['size']}x{r['size']}", r["patches"], r["implementation"], r["threads"],
-                  r.get("images_per_s", ""),
+                  r["omp_wait"], r.get("images_per_s", ""),
                   f"{r['ratio']:.2f}x ({r['ratio_cpu']:.2f}x cpu)" if "ratio" in r else ""]
                  for r in result["bc_eval"]]
-        parts.append(format_table(["bc_eval image", "patches", "impl", "threads", "images/s",
-                                   "fast/ref"], table))
+        parts.append(format_table(["bc_eval image", "patches", "impl", "threads", "OMP wait",
+                                   "images/s", "fast/ref"], table))
     parts.append(f"benchmark wall time: {result['wall_seconds']:.0f} s")
     return "\n\n".join(parts)
 
@@ -497,8 +527,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per measurement")
     parser.add_argument("--resnet-archs", default="resnet18,resnet50")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the model sections")
-    parser.add_argument("--omp-wait", choices=("passive", "active", "inherit"), default="passive",
-                        help="OMP_WAIT_POLICY when not already set (see module docstring)")
+    parser.add_argument("--omp-wait", default="default,passive",
+                        help="OpenMP wait policies to measure the extractor and bc_eval under, "
+                             f"comma-separated from {','.join(WAIT_POLICIES)} (module docstring)")
     parser.add_argument("--no-isolate", action="store_true",
                         help="measure models in this process instead of one fresh process each")
     parser.add_argument("--large-size", type=_size_pair, default=None,
@@ -533,9 +564,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown section(s) {unknown}; valid: {list(SECTIONS)}")
     threads = [int(t) for t in args.threads.split(",") if t]
+    policies = [p.strip() for p in args.omp_wait.split(",") if p.strip()]
+    if not policies or set(policies) - set(WAIT_POLICIES):
+        raise SystemExit(f"--omp-wait {args.omp_wait!r}: choose from {list(WAIT_POLICIES)}")
+    if args.no_isolate and policies != ["default"]:
+        raise SystemExit("--no-isolate measures in this process: use --omp-wait default")
     plan = _plan(args)
     start = time.perf_counter()
-    result: dict[str, Any] = {"environment": environment(threads, args.device),
+    result: dict[str, Any] = {"environment": {**environment(threads, args.device),
+                                              "omp_wait_measured": policies},
                               "setup": {"batch": args.batch, "patches": args.patches,
                                         "patch_size": plan["model"].patch_size,
                                         "rounds": plan["rounds"],
@@ -545,7 +582,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if "extractor" in sections:
             rows, ratios = bench_sdaie(plan["model"], args.batch, args.patches, threads,
-                                       plan["rounds"], args.device, not args.no_isolate)
+                                       plan["rounds"], args.device, not args.no_isolate,
+                                       policies)
             result["extractor"] = {"rows": rows, "ratios": ratios}
         if "resnet" in sections:
             result["resnet"] = bench_resnet(plan["model"], plan["archs"], args.batch,
@@ -562,7 +600,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "bc_eval" in sections:
             result["bc_eval"] = bench_bc_eval(plan["model"], plan["bc_sizes"],
                                               max(1, plan["rounds"] // 2), max(threads),
-                                              args.device, not args.no_isolate)
+                                              args.device, not args.no_isolate, policies)
     finally:
         torch.set_num_threads(default_threads)
     result["wall_seconds"] = time.perf_counter() - start
@@ -573,8 +611,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if args.omp_wait != "inherit" and "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", args.omp_wait.upper())
     result = run(args)
     print(report(result))
     if args.out:

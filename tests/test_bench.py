@@ -1,10 +1,11 @@
 """The benchmark itself: a tiny end-to-end run, and its measuring and formatting helpers."""
 
 import json
+import os
 
 import pytest
 
-from sdaie.bench import SECTIONS, format_table, interleaved, main, median_ratio
+from sdaie.bench import SECTIONS, format_table, interleaved, isolated, main, median_ratio
 
 
 def test_median_ratio_is_the_median_of_per_round_ratios():
@@ -34,14 +35,17 @@ def test_unknown_section_is_a_clear_error(tmp_path):
 
 def test_tiny_benchmark_writes_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["--tiny", "--threads", "1", "--out", str(out)]) == 0
+    assert main(["--tiny", "--threads", "1", "--omp-wait", "default,passive",
+                 "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(SECTIONS) <= set(result)
     env = result["environment"]
     assert env["torch"] and env["cpu"] and env["threads_tested"] == [1]
     rows = result["extractor"]["rows"]
-    assert {(r["implementation"], r["mode"]) for r in rows} == {
-        (i, m) for i in ("reference", "fast") for m in ("inference", "train")}
+    assert {(r["implementation"], r["mode"], r["omp_wait"]) for r in rows} == {
+        (i, m, w) for i in ("reference", "fast") for m in ("inference", "train")
+        for w in ("default", "passive")}
+    assert env["omp_wait_measured"] == ["default", "passive"]
     assert all(r["patches_per_s"] > 0 for r in rows + result["resnet"])
     assert all(r["fast_over_reference"] > 0 and r["fast_over_reference_cpu"] > 0
                for r in result["extractor"]["ratios"])
@@ -51,6 +55,21 @@ def test_tiny_benchmark_writes_every_section(tmp_path, capsys):
                 "pairs_raw_large_images_per_s"):
         assert data[key] > 0, key
     assert result["gmm"]["seconds"] > 0 and result["gmm"]["iterations"] >= 1
-    assert {r["size"] for r in result["bc_eval"]} == {64, 128}
+    assert {(r["size"], r["omp_wait"]) for r in result["bc_eval"]} == {
+        (s, w) for s in (64, 128) for w in ("default", "passive")}
     printed = capsys.readouterr().out
     assert "fast/ref" in printed and "pairs_shards" in printed and "GMM fit" in printed
+
+
+def test_isolated_sets_the_wait_policy_in_the_child_only(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert isolated(True, os.getenv, "OMP_WAIT_POLICY", omp_wait="passive") == "PASSIVE"
+    assert isolated(True, os.getenv, "OMP_WAIT_POLICY") is None  # "default": as given
+    assert "OMP_WAIT_POLICY" not in os.environ
+    with pytest.raises(ValueError, match="isolated"):
+        isolated(False, os.getenv, "OMP_WAIT_POLICY", omp_wait="passive")
+
+
+def test_unknown_wait_policy_is_a_clear_error():
+    with pytest.raises(SystemExit, match="omp-wait"):
+        main(["--tiny", "--sections", "gmm", "--omp-wait", "spin"])

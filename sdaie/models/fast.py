@@ -32,10 +32,22 @@ unchanged) and returns the same tokens and taps as the plain spec composition up
    On GPU all patches go in one piece.
 6. **Covariance from the NHWC view**: the last map viewed as [P, M, C] is the matrix whose column
    covariance is wanted; centred, one ``bmm``.
+7. **One block of patches per thread in CPU inference.** With T > 1 intra-op threads and no
+   autograd recording, the patches are split into T contiguous blocks, each run (in chunks, as
+   5.) by a worker thread with one intra-op thread of its own; tokens and taps are concatenated
+   in order, so the result is the same for any T. Splitting every small operation between
+   threads instead pays a team wake-up and barrier per operation: under
+   ``OMP_WAIT_POLICY=PASSIVE`` or on a busy machine one of two cores then idled a third of the
+   time. Training keeps intra-op threads: the same split with a per-block backward measured
+   slower there (both blocks' backward passes contend for memory bandwidth in step).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -52,6 +64,7 @@ CPU_CHUNK_INFERENCE = 4  # patches per pass and thread on CPU without autograd (
 CPU_CHUNK_TRAIN = 16  # ... and with autograd
 
 Affine = tuple[torch.Tensor | None, torch.Tensor | None]
+Tokens = tuple[torch.Tensor, list[torch.Tensor]]  # token f5 [P, D], taps [f1..f5]
 
 
 def fold_srm(conv_weight: torch.Tensor, srm: torch.Tensor) -> torch.Tensor:
@@ -233,7 +246,7 @@ def covariance_cl(fmap: torch.Tensor) -> torch.Tensor:
 
 
 def _tokens(m: SDAIEExtractor, patches: torch.Tensor, folded: torch.Tensor,
-            affines: dict[int, Affine]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            affines: dict[int, Affine]) -> Tokens:
     conv, *rest = m.group1_b
     x = first_conv(patches.contiguous(memory_format=CL), m.group1.hpf.weight, conv, folded)
     x = run_layers(x, rest, affines)
@@ -246,23 +259,11 @@ def _tokens(m: SDAIEExtractor, patches: torch.Tensor, folded: torch.Tensor,
     return f5, [f1, f2, f3, f4, f5]
 
 
-def fast_patch_tokens(m: SDAIEExtractor, patches: torch.Tensor,
-                      chunk: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The reference's outputs: token f5 ``[P, D]`` and taps [f1..f5] (maps in channels-last).
 
-    ``chunk``: patches per pass (default on CPU :data:`CPU_CHUNK_TRAIN` when autograd records,
-    else :data:`CPU_CHUNK_INFERENCE` times the intra-op thread count; on other devices all). The SRM fold and the permuted
-    LayerNorm parameters are computed once per call, inside the autograd graph, so gradients reach
-    the module's own parameters.
-    """
+def _chunk_tokens(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None) -> Tokens:
+    """All patches through :func:`_tokens`, ``chunk`` at a time, in the calling thread."""
     if chunk is None:
-        if patches.device.type != "cpu":
-            chunk = max(1, patches.shape[0])
-        else:
-            chunk = (CPU_CHUNK_TRAIN if torch.is_grad_enabled()
-                     else CPU_CHUNK_INFERENCE * torch.get_num_threads())
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
+        chunk = _default_chunk(m, patches)
     folded = fold_srm(m.group1_b[0].weight, m.group1.hpf.weight)
     affines = {id(ln): nhwc_affine(ln) for ln in m.modules()
                if isinstance(ln, nn.LayerNorm) and len(ln.normalized_shape) == 3}
@@ -271,3 +272,99 @@ def fast_patch_tokens(m: SDAIEExtractor, patches: torch.Tensor,
     parts = [_tokens(m, part, folded, affines) for part in patches.split(chunk)]
     taps = [torch.cat([taps[i] for _, taps in parts]) for i in range(len(parts[0][1]))]
     return taps[-1], taps
+
+
+def _default_chunk(m: SDAIEExtractor, patches: torch.Tensor) -> int:
+    if patches.device.type != "cpu":
+        return max(1, patches.shape[0])
+    if _records_autograd(m, patches):
+        return CPU_CHUNK_TRAIN
+    return CPU_CHUNK_INFERENCE * torch.get_num_threads()
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _one_intra_op_thread() -> None:
+    """Pool initialiser. ATen sets a thread's team size from the process default at the
+    thread's first parallel query; that first query is made here, before the worker's own
+    setting, or it would later override it with the caller's count."""
+    torch.get_num_threads()
+    torch.set_num_threads(1)
+
+
+def _single_thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``workers`` threads with one intra-op thread each, made on first use.
+
+    ``torch.set_num_threads`` in a thread sets that thread's OpenMP team size, and also the
+    default that threads started later inherit; so all workers are started at once here and the
+    caller's setting is put back afterwards. Keyed by process id: a forked child builds its own.
+    """
+    key = (os.getpid(), workers)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            threads = torch.get_num_threads()
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="sdaie-fast",
+                                      initializer=_one_intra_op_thread)
+            started = threading.Barrier(workers)  # every submit starts a thread: none is idle
+            for future in [pool.submit(started.wait, 60.0) for _ in range(workers)]:
+                future.result()
+            torch.set_num_threads(threads)
+            _POOLS[key] = pool
+    return pool
+
+
+def _records_autograd(m: SDAIEExtractor, patches: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and (patches.requires_grad
+                                        or any(p.requires_grad for p in m.parameters()))
+
+
+def _worker_count(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None) -> int:
+    """Blocks to run side by side: one per intra-op thread, at most one per chunk; CPU inference
+    only (docstring, 7.)."""
+    if (patches.device.type != "cpu" or torch.is_autocast_enabled("cpu")
+            or _records_autograd(m, patches)):
+        return 1
+    threads = torch.get_num_threads()
+    if threads < 2:
+        return 1
+    return min(threads, math.ceil(patches.shape[0] / (chunk or CPU_CHUNK_INFERENCE)))
+
+
+def _block_tokens(m: SDAIEExtractor, block: torch.Tensor, chunk: int | None, grad: bool,
+                  inference: bool) -> Tokens:
+    """:func:`_chunk_tokens` in a worker, under the caller's grad and inference modes (both are
+    per thread and would otherwise be the defaults)."""
+    with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+        return _chunk_tokens(m, block, chunk)
+
+
+def _parallel_tokens(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None,
+                     workers: int) -> Tokens:
+    """:func:`_chunk_tokens` with the patches split into ``workers`` blocks run side by side."""
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+    results = list(_single_thread_pool(workers).map(
+        lambda block: _block_tokens(m, block, chunk, grad, inference),
+        patches.tensor_split(workers)))
+    taps = [torch.cat([taps[i] for _, taps in results]) for i in range(len(results[0][1]))]
+    return taps[-1], taps
+
+
+def fast_patch_tokens(m: SDAIEExtractor, patches: torch.Tensor,
+                      chunk: int | None = None) -> Tokens:
+    """The reference's outputs: token f5 ``[P, D]`` and taps [f1..f5] (maps in channels-last).
+
+    ``chunk``: patches per pass (default on CPU :data:`CPU_CHUNK_TRAIN` when autograd records,
+    else :data:`CPU_CHUNK_INFERENCE` per thread; on other devices all). With several intra-op
+    threads on CPU the patches are split into blocks run by single-threaded workers (docstring,
+    7.). The SRM fold and the permuted LayerNorm parameters are computed once per pass of
+    chunks, inside the autograd graph, so gradients reach the module's own parameters.
+    """
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    workers = _worker_count(m, patches, chunk)
+    if workers > 1:
+        return _parallel_tokens(m, patches, chunk, workers)
+    return _chunk_tokens(m, patches, chunk)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from sdaie.config import ModelConfig
 from sdaie.models import BinaryDetector, build_extractor
+import sdaie.models.fast as fast_module
 from sdaie.models.fast import (avg_pool_cl, fold_srm, fast_patch_tokens, first_conv,
                                layer_norm_cl, srm_grouped)
 from sdaie.models.sdaie_extractor import IMPLEMENTATIONS, reference_patch_tokens
@@ -209,3 +210,66 @@ def test_cuda_matches_cpu_reference(tiny_cfg):
         expected = ref(x)
         got = fast.cuda()(x.cuda()).cpu()
     assert _rel(got, expected) <= REL
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _count_parallel_calls(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = fast_module._parallel_tokens
+
+    def spy(m, patches, chunk, workers):
+        calls.append(workers)
+        return real(m, patches, chunk, workers)
+
+    monkeypatch.setattr(fast_module, "_parallel_tokens", spy)
+    return calls
+
+
+@pytest.mark.parametrize("context", ["no_grad", "inference_mode"])
+def test_inference_blocks_in_worker_threads_give_the_same_features(tiny_cfg, two_threads,
+                                                                    monkeypatch, context):
+    ref, fast = _pair(tiny_cfg())
+    _randomise_norms(ref)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 5, 3, 16, 16)  # 15 patches: blocks of 8 and 7, chunks of 4 inside
+    calls = _count_parallel_calls(monkeypatch)
+    mode = torch.no_grad() if context == "no_grad" else torch.inference_mode()
+    with mode:
+        got = fast(x)
+        expected = ref(x)
+        torch.set_num_threads(1)
+        one_thread = fast(x)
+        torch.set_num_threads(2)
+    assert calls == [2]  # the block path ran once (2 threads), not at 1 thread
+    assert _rel(got, expected) <= REL
+    assert _rel(got, one_thread) <= 1e-6
+    assert not got.requires_grad  # the caller's grad mode reached the workers
+    assert torch.is_inference(got) == (context == "inference_mode")
+    assert torch.get_num_threads() == 2  # the pool's one-thread workers left ours alone
+
+
+def test_worker_threads_have_one_intra_op_thread(two_threads):
+    pool = fast_module._single_thread_pool(2)
+    assert sorted(pool.map(lambda _: torch.get_num_threads(), range(4))) == [1, 1, 1, 1]
+    assert torch.get_num_threads() == 2
+
+
+def test_training_keeps_intra_op_threads_and_reference_gradients(tiny_cfg, two_threads,
+                                                                 monkeypatch):
+    ref, fast = _pair(tiny_cfg(), torch.float64)
+    fast.load_state_dict(ref.state_dict())
+    calls = _count_parallel_calls(monkeypatch)
+    x = torch.randn(2, 8, 3, 16, 16, dtype=torch.float64)
+    for m in (ref, fast):
+        m.zero_grad()
+        m(x).square().sum().backward()
+    assert calls == []  # autograd recording: no worker blocks
+    for (name, a), b in zip(ref.named_parameters(), fast.parameters()):
+        assert _rel(b.grad, a.grad) <= 1e-9, name
