@@ -398,7 +398,8 @@ def bc_eval_timings(cfg: Any, side: int, rounds: int, threads: int,
 
         def run() -> float:  # what bc_eval does per decoded file
             with torch.inference_mode():
-                patches = grid_patches(img, size=cfg.patch_size, cap=40_000, normalized=False).to(device)
+                patches = grid_patches(img, size=cfg.patch_size, cap=40_000,
+                                       normalized=False).to(device)
                 return float(1 - torch.softmax(det.image_logits(patches), 0)[0])
         return run
 

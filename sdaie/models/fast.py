@@ -25,11 +25,12 @@ unchanged) and returns the same tokens and taps as the plain spec composition up
    batch, above glibc's largest mmap threshold (32 MB), so every such map of the reference is a
    fresh mapping whose pages fault in on first touch (about half of the reference's CPU time is
    this kernel work). Chunks keep maps small enough to be recycled by the allocator and to stay
-   in cache: without autograd :data:`CPU_CHUNK_INFERENCE` patches per thread (each operation
-   splits its chunk between the threads, so every core works on 2 MB of map, its L2 size on the
-   machine measured), with it :data:`CPU_CHUNK_TRAIN` (larger chunks make fewer, larger
-   weight-gradient reductions; 8, 32 and 64 measured no faster at 1 or 2 threads).
-   On GPU all patches go in one piece.
+   in cache, sized per intra-op thread so that every core works on the same amount of map:
+   without autograd :data:`CPU_CHUNK_INFERENCE` patches (2 MB of map, the L2 size of the machine
+   measured; in worker blocks, 7., each worker has one thread), with it :data:`CPU_CHUNK_TRAIN`
+   (larger chunks make fewer, larger weight-gradient reductions; at 1 thread 8, 32 and 64 were
+   no faster; at 2 threads 32 rather than 16 was as fast with spinning OpenMP threads and 8 %
+   faster with sleeping ones). On GPU all patches go in one piece.
 6. **Covariance from the NHWC view**: the last map viewed as [P, M, C] is the matrix whose column
    covariance is wanted; centred, one ``bmm``.
 7. **One block of patches per thread in CPU inference.** With T > 1 intra-op threads and no
@@ -277,9 +278,8 @@ def _chunk_tokens(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None) -
 def _default_chunk(m: SDAIEExtractor, patches: torch.Tensor) -> int:
     if patches.device.type != "cpu":
         return max(1, patches.shape[0])
-    if _records_autograd(m, patches):
-        return CPU_CHUNK_TRAIN
-    return CPU_CHUNK_INFERENCE * torch.get_num_threads()
+    per_thread = CPU_CHUNK_TRAIN if _records_autograd(m, patches) else CPU_CHUNK_INFERENCE
+    return per_thread * torch.get_num_threads()
 
 
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
@@ -356,11 +356,12 @@ def fast_patch_tokens(m: SDAIEExtractor, patches: torch.Tensor,
                       chunk: int | None = None) -> Tokens:
     """The reference's outputs: token f5 ``[P, D]`` and taps [f1..f5] (maps in channels-last).
 
-    ``chunk``: patches per pass (default on CPU :data:`CPU_CHUNK_TRAIN` when autograd records,
-    else :data:`CPU_CHUNK_INFERENCE` per thread; on other devices all). With several intra-op
-    threads on CPU the patches are split into blocks run by single-threaded workers (docstring,
-    7.). The SRM fold and the permuted LayerNorm parameters are computed once per pass of
-    chunks, inside the autograd graph, so gradients reach the module's own parameters.
+    ``chunk``: patches per pass (default on CPU :data:`CPU_CHUNK_TRAIN` per thread when autograd
+    records, else :data:`CPU_CHUNK_INFERENCE` per thread; on other devices all). In CPU inference
+    with several intra-op threads the patches are split into blocks run by single-threaded
+    workers (module docstring, 7.). The SRM fold and the permuted LayerNorm parameters are
+    computed once per pass of chunks, inside the autograd graph, so gradients reach the
+    module's own parameters.
     """
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
