@@ -29,7 +29,7 @@ unchanged) and returns the same tokens and taps as the plain spec composition up
    without autograd :data:`CPU_CHUNK_INFERENCE` patches (2 MB of map, the L2 size of the machine
    measured; in worker blocks, 7., each worker has one thread), with it :data:`CPU_CHUNK_TRAIN`
    (larger chunks make fewer, larger weight-gradient reductions; at 1 thread 8, 32 and 64 were
-   no faster; at 2 threads 32 rather than 16 was as fast with spinning OpenMP threads and 8 %
+   no faster; at 2 threads 32 rather than 16 was as fast with spinning OpenMP threads and 3-8 %
    faster with sleeping ones). On GPU all patches go in one piece.
 6. **Covariance from the NHWC view**: the last map viewed as [P, M, C] is the matrix whose column
    covariance is wanted; centred, one ``bmm``.
