@@ -13,10 +13,12 @@ Sections:
 - ``gmm``: seconds to fit the one-class GMM (5 full components) on synthetic 10 000 x 528 features.
 - ``bc_eval``: binary-detector images/s over all grid patches of 256x256 and 1024x1024 images.
 
-Each model measurement runs in a fresh process (see :func:`isolated`). On a shared machine absolute
-figures move with the load; the implementations being compared run alternately, round after round,
-and each ratio is the median of per-round ratios, so a change of load hits both sides alike; the
-process CPU time is recorded beside the wall clock.
+Each model measurement runs in a fresh process (see :func:`isolated`), one implementation per
+process, so that neither inherits the heap the other grew (the reference's large maps cost page
+faults that a heap warmed by other work would hide). Reference and fast processes alternate
+``--reps`` times; each ratio is the median over these pairs of the ratio of median step times, so
+a change of load between pairs hits both sides alike. The process CPU time is recorded beside the
+wall clock.
 
 The extractor and bc_eval sections are measured once per OpenMP wait policy in ``--omp-wait``
 (default ``default,passive``): ``default`` is the environment as given (libgomp spins a while
@@ -85,11 +87,6 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1,
             out[name].cpu.append(time.process_time() - cpu)
             out[name].system.append(os.times().system - system)
     return out
-
-
-def median_ratio(slow: list[float], fast: list[float]) -> float:
-    """Median over rounds of slow/fast: the speed-up, robust to load changes between rounds."""
-    return statistics.median(s / f for s, f in zip(slow, fast))
 
 
 def cpu_model() -> str:
@@ -184,41 +181,70 @@ def _row(ts: Timings, n: int, **keys: Any) -> dict[str, Any]:
             "cores_used": cpu / med}  # below the thread count: the threads did not get a core each
 
 
-def sdaie_timings(cfg: Any, batch: int, patches: int, threads: int, mode: str, rounds: int,
-                  device: str) -> dict[str, Timings]:
-    """Reference and fast SDAIE extractor with the same weights, alternating, one mode."""
+IMPLS = ("reference", "fast")
+
+
+def merged(parts: Sequence[Timings]) -> Timings:
+    """The rounds of several processes as one series."""
+    return Timings([w for t in parts for w in t.wall], [c for t in parts for c in t.cpu],
+                   [s for t in parts for s in t.system])
+
+
+def pair_ratio(slow: Sequence[Timings], fast: Sequence[Timings], attr: str = "wall") -> float:
+    """Median over process pairs of (median slow round) / (median fast round)."""
+    def med(t: Timings) -> float:
+        return statistics.median(getattr(t, attr))
+    return statistics.median(med(a) / med(b) for a, b in zip(slow, fast))
+
+
+def compared(isolate: bool, reps: int, omp_wait: str, fn: Callable[..., Timings],
+             *args: Any) -> dict[str, list[Timings]]:
+    """``fn(impl, *args)`` for reference and fast, each in its own fresh process, alternating
+    ``reps`` times: neither inherits the heap the other grew, and a change of load between
+    processes hits both sides of a pair alike."""
+    out: dict[str, list[Timings]] = {impl: [] for impl in IMPLS}
+    for _ in range(reps):
+        for impl in IMPLS:
+            out[impl].append(isolated(isolate, fn, impl, *args, omp_wait=omp_wait))
+    return out
+
+
+def sdaie_timings(impl: str, cfg: Any, batch: int, patches: int, threads: int, mode: str,
+                  rounds: int, device: str) -> Timings:
+    """One implementation of the SDAIE extractor (weights from seed 0, the same for both), one
+    mode."""
     import torch
 
     from sdaie.models import build_extractor
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    ref = build_extractor(replace(cfg, backbone="sdaie", implementation="reference")).to(device)
-    fast = build_extractor(replace(cfg, backbone="sdaie", implementation="fast")).to(device)
-    fast.load_state_dict(ref.state_dict())
+    model = build_extractor(replace(cfg, backbone="sdaie", implementation=impl)).to(device)
     x = torch.randn(batch, patches, 3, cfg.patch_size, cfg.patch_size, device=device)
-    return interleaved({"reference": _step_fns(ref, x)[mode], "fast": _step_fns(fast, x)[mode]},
-                       rounds, device=device)
+    return interleaved({impl: _step_fns(model, x)[mode]}, rounds, device=device)[impl]
 
 
 def bench_sdaie(cfg: Any, batch: int, patches: int, threads: Sequence[int], rounds: int,
                 device: str = "cpu", isolate: bool = True,
-                policies: Sequence[str] = ("default",)) -> tuple[list[dict], list[dict]]:
+                policies: Sequence[str] = ("default",),
+                reps: int = 1) -> tuple[list[dict], list[dict]]:
     """Rows per (wait policy, implementation, mode, threads) and the fast/reference ratios."""
     rows, ratios = [], []
     n = batch * patches
     for policy in policies:
         for t in threads:
             for mode in ("inference", "train"):
-                times = isolated(isolate, sdaie_timings, cfg, batch, patches, t, mode, rounds,
-                                 device, omp_wait=policy)
+                times = compared(isolate, reps, policy, sdaie_timings, cfg, batch, patches, t,
+                                 mode, rounds, device)
                 for name, ts in times.items():
-                    rows.append(_row(ts, n, backbone="sdaie", implementation=name, mode=mode,
-                                     threads=t, omp_wait=policy))
+                    rows.append(_row(merged(ts), n, backbone="sdaie", implementation=name,
+                                     mode=mode, threads=t, omp_wait=policy))
                 slow, quick = times["reference"], times["fast"]
                 ratios.append({"mode": mode, "threads": t, "omp_wait": policy,
-                               "fast_over_reference": median_ratio(slow.wall, quick.wall),
-                               "fast_over_reference_cpu": median_ratio(slow.cpu, quick.cpu)})
+                               "fast_over_reference": pair_ratio(slow, quick),
+                               "fast_over_reference_cpu": pair_ratio(slow, quick, "cpu"),
+                               "pairs": [statistics.median(a.wall) / statistics.median(b.wall)
+                                         for a, b in zip(slow, quick)]})
     return rows, ratios
 
 
@@ -375,9 +401,9 @@ def bench_gmm(n: int, dim: int, components: int, threads: int) -> dict[str, Any]
             "converged": bool(model.gmm.converged_)}
 
 
-def bc_eval_timings(cfg: Any, side: int, rounds: int, threads: int,
-                    device: str) -> dict[str, Timings]:
-    """Binary detector (reference and fast, same weights) over every grid patch of one image."""
+def bc_eval_timings(impl: str, cfg: Any, side: int, rounds: int, threads: int,
+                    device: str) -> Timings:
+    """One implementation of the binary detector over every grid patch of one image."""
     import numpy as np
     import torch
     from PIL import Image
@@ -387,45 +413,40 @@ def bc_eval_timings(cfg: Any, side: int, rounds: int, threads: int,
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    ref = BinaryDetector(replace(cfg, backbone="sdaie", implementation="reference"))
-    fast = BinaryDetector(replace(cfg, backbone="sdaie", implementation="fast"))
-    fast.load_state_dict(ref.state_dict())
+    det = BinaryDetector(replace(cfg, backbone="sdaie", implementation=impl)).eval().to(device)
     pixels = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
     img = Image.fromarray(pixels)
 
-    def score(det: Any) -> Callable[[], float]:
-        det = det.eval().to(device)
+    def run() -> float:  # what bc_eval does per decoded file
+        with torch.inference_mode():
+            patches = grid_patches(img, size=cfg.patch_size, cap=40_000,
+                                   normalized=False).to(device)
+            return float(1 - torch.softmax(det.image_logits(patches), 0)[0])
 
-        def run() -> float:  # what bc_eval does per decoded file
-            with torch.inference_mode():
-                patches = grid_patches(img, size=cfg.patch_size, cap=40_000,
-                                       normalized=False).to(device)
-                return float(1 - torch.softmax(det.image_logits(patches), 0)[0])
-        return run
-
-    return interleaved({"reference": score(ref), "fast": score(fast)}, rounds, device=device)
+    return interleaved({impl: run}, rounds, device=device)[impl]
 
 
 def bench_bc_eval(cfg: Any, sizes: Sequence[int], rounds: int, threads: int,
                   device: str = "cpu", isolate: bool = True,
-                  policies: Sequence[str] = ("default",)) -> list[dict]:
+                  policies: Sequence[str] = ("default",), reps: int = 1) -> list[dict]:
     """Images/s of the binary detector per image size and wait policy, and fast/reference."""
     rows = []
     for policy in policies:
         for side in sizes:
-            times = isolated(isolate, bc_eval_timings, cfg, side, rounds, threads, device,
-                             omp_wait=policy)
+            times = compared(isolate, reps, policy, bc_eval_timings, cfg, side, rounds, threads,
+                             device)
             n_patches = max(1, side // cfg.patch_size) ** 2
             keys = {"size": side, "patches": n_patches, "threads": threads, "omp_wait": policy}
-            for name, ts in times.items():
+            for name, parts in times.items():
+                ts = merged(parts)
                 med = statistics.median(ts.wall)
                 rows.append({**keys, "implementation": name, "seconds": med,
                              "images_per_s": 1 / med, "cpu_seconds": statistics.median(ts.cpu),
                              "system_seconds": statistics.median(ts.system)})
             slow, quick = times["reference"], times["fast"]
             rows.append({**keys, "implementation": "fast/reference",
-                         "ratio": median_ratio(slow.wall, quick.wall),
-                         "ratio_cpu": median_ratio(slow.cpu, quick.cpu)})
+                         "ratio": pair_ratio(slow, quick),
+                         "ratio_cpu": pair_ratio(slow, quick, "cpu")})
     return rows
 
 
@@ -525,7 +546,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", default="1,2", help="CPU thread counts to measure")
     parser.add_argument("--batch", type=int, default=4, help="images per step (paper: 4 x 16)")
     parser.add_argument("--patches", type=int, default=16, help="patches per image")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per measurement")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per process")
+    parser.add_argument("--reps", type=int, default=None,
+                        help="alternating reference/fast process pairs per extractor and bc_eval "
+                             "measurement")
     parser.add_argument("--resnet-archs", default="resnet18,resnet50")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the model sections")
     parser.add_argument("--omp-wait", default="default,passive",
@@ -545,11 +569,13 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     if args.tiny:
         model = ModelConfig(width=8, patch_size=32, depths=[1, 1, 1, 1], transformer_depth=1,
                             attn_heads=2, dim_head=8, mlp_dim=32)
-        return dict(model=model, rounds=args.rounds or 1, photos=4, size=96, crop=64, large=2,
+        return dict(model=model, rounds=args.rounds or 1, reps=args.reps or 1, photos=4,
+                    size=96, crop=64, large=2,
                     large_size=args.large_size or (256, 192), gmm=(300, 36), bc_sizes=(64, 128),
                     archs=["resnet18"])
     quick = args.quick
-    return dict(model=ModelConfig(), rounds=args.rounds or (2 if quick else 5),
+    return dict(model=ModelConfig(), rounds=args.rounds or (2 if quick else 4),
+                reps=args.reps or (1 if quick else 3),
                 photos=16 if quick else 48, size=512, crop=512, large=2 if quick else 6,
                 large_size=args.large_size or ((2000, 1500) if quick else (4000, 3000)),
                 gmm=(2000, 528) if quick else (10_000, 528), bc_sizes=(256, 1024),
@@ -576,7 +602,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                               "omp_wait_measured": policies},
                               "setup": {"batch": args.batch, "patches": args.patches,
                                         "patch_size": plan["model"].patch_size,
-                                        "rounds": plan["rounds"],
+                                        "rounds": plan["rounds"], "reps": plan["reps"],
                                         "mode": ("tiny" if args.tiny else
                                                  "quick" if args.quick else "full")}}
     default_threads = torch.get_num_threads()
@@ -584,7 +610,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "extractor" in sections:
             rows, ratios = bench_sdaie(plan["model"], args.batch, args.patches, threads,
                                        plan["rounds"], args.device, not args.no_isolate,
-                                       policies)
+                                       policies, plan["reps"])
             result["extractor"] = {"rows": rows, "ratios": ratios}
         if "resnet" in sections:
             result["resnet"] = bench_resnet(plan["model"], plan["archs"], args.batch,
@@ -601,7 +627,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "bc_eval" in sections:
             result["bc_eval"] = bench_bc_eval(plan["model"], plan["bc_sizes"],
                                               max(1, plan["rounds"] // 2), max(threads),
-                                              args.device, not args.no_isolate, policies)
+                                              args.device, not args.no_isolate, policies,
+                                              plan["reps"])
     finally:
         torch.set_num_threads(default_threads)
     result["wall_seconds"] = time.perf_counter() - start
