@@ -25,7 +25,9 @@ The extractor and bc_eval sections are measured once per OpenMP wait policy in `
 before sleeping when ``OMP_WAIT_POLICY`` is unset), ``passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` in
 the measuring process (idle OpenMP threads sleep at once, as on a busy machine or where a cluster
 sets it). Intra-op threads pay a wake-up per operation under PASSIVE, so both figures are shown.
-Other sections run in this process, under the environment as given.
+Other sections run in this process, under the environment as given. Every process measures with
+the runtime the stages set up (``run.keep_freed_memory``: glibc keeps freed blocks up to 32 MB,
+see :mod:`sdaie.allocator`), for the reference as for the fast path.
 """
 
 from __future__ import annotations
@@ -107,7 +109,10 @@ def environment(threads: Sequence[int], device: str) -> dict[str, Any]:
     from sdaie.runinfo import environment_info
 
     info = environment_info()
+    from sdaie.allocator import keep_freed_memory
+
     info.update(cpu=cpu_model(), threads_tested=list(threads), device=device,
+                keep_freed_memory=keep_freed_memory(),
                 torch_threads_default=torch.get_num_threads(),
                 omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "(unset)"),
                 cpu_capability=torch.backends.cpu.get_cpu_capability(),
@@ -215,8 +220,10 @@ def sdaie_timings(impl: str, cfg: Any, batch: int, patches: int, threads: int, m
     mode."""
     import torch
 
+    from sdaie.allocator import keep_freed_memory
     from sdaie.models import build_extractor
 
+    keep_freed_memory()  # the stages' runtime (run.keep_freed_memory)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_extractor(replace(cfg, backbone="sdaie", implementation=impl)).to(device)
@@ -253,8 +260,10 @@ def resnet_timings(cfg: Any, arch: str, batch: int, patches: int, threads: int, 
     """The ResNet extractor (SRM residual -> ResNet trunk): inference and train step."""
     import torch
 
+    from sdaie.allocator import keep_freed_memory
     from sdaie.models import build_extractor
 
+    keep_freed_memory()  # the stages' runtime (run.keep_freed_memory)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_extractor(replace(cfg, backbone="resnet", resnet_arch=arch)).to(device)
@@ -408,9 +417,11 @@ def bc_eval_timings(impl: str, cfg: Any, side: int, rounds: int, threads: int,
     import torch
     from PIL import Image
 
+    from sdaie.allocator import keep_freed_memory
     from sdaie.data.patches import grid_patches
     from sdaie.models import BinaryDetector
 
+    keep_freed_memory()  # the stages' runtime (run.keep_freed_memory)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     det = BinaryDetector(replace(cfg, backbone="sdaie", implementation=impl)).eval().to(device)

@@ -264,6 +264,10 @@ def run_stage(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
 
     args = parse_stage_args(parser, argv)
     cfg = load_stage_config(args)
+    if cfg.run.keep_freed_memory:
+        from sdaie.allocator import keep_freed_memory
+
+        keep_freed_memory()
 
     def _run() -> None:
         try:
