@@ -195,11 +195,17 @@ def merged(parts: Sequence[Timings]) -> Timings:
                    [s for t in parts for s in t.system])
 
 
-def pair_ratio(slow: Sequence[Timings], fast: Sequence[Timings], attr: str = "wall") -> float:
-    """Median over process pairs of (median slow round) / (median fast round)."""
+def pair_ratios(slow: Sequence[Timings], fast: Sequence[Timings],
+                attr: str = "wall") -> list[float]:
+    """Per process pair: (median slow round) / (median fast round)."""
     def med(t: Timings) -> float:
         return statistics.median(getattr(t, attr))
-    return statistics.median(med(a) / med(b) for a, b in zip(slow, fast))
+    return [med(a) / med(b) for a, b in zip(slow, fast)]
+
+
+def pair_ratio(slow: Sequence[Timings], fast: Sequence[Timings], attr: str = "wall") -> float:
+    """The speed-up: the median of :func:`pair_ratios`."""
+    return statistics.median(pair_ratios(slow, fast, attr))
 
 
 def compared(isolate: bool, reps: int, omp_wait: str, fn: Callable[..., Timings],
@@ -250,8 +256,7 @@ def bench_sdaie(cfg: Any, batch: int, patches: int, threads: Sequence[int], roun
                 ratios.append({"mode": mode, "threads": t, "omp_wait": policy,
                                "fast_over_reference": pair_ratio(slow, quick),
                                "fast_over_reference_cpu": pair_ratio(slow, quick, "cpu"),
-                               "pairs": [statistics.median(a.wall) / statistics.median(b.wall)
-                                         for a, b in zip(slow, quick)]})
+                               "pairs": pair_ratios(slow, quick)})
     return rows, ratios
 
 
