@@ -109,10 +109,7 @@ def environment(threads: Sequence[int], device: str) -> dict[str, Any]:
     from sdaie.runinfo import environment_info
 
     info = environment_info()
-    from sdaie.allocator import keep_freed_memory
-
     info.update(cpu=cpu_model(), threads_tested=list(threads), device=device,
-                keep_freed_memory=keep_freed_memory(),
                 torch_threads_default=torch.get_num_threads(),
                 omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "(unset)"),
                 cpu_capability=torch.backends.cpu.get_cpu_capability(),
@@ -614,8 +611,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--no-isolate measures in this process: use --omp-wait default")
     plan = _plan(args)
     start = time.perf_counter()
+    from sdaie.allocator import keep_freed_memory
+
     result: dict[str, Any] = {"environment": {**environment(threads, args.device),
-                                              "omp_wait_measured": policies},
+                                              "omp_wait_measured": policies,
+                                              "keep_freed_memory": keep_freed_memory()},
                               "setup": {"batch": args.batch, "patches": args.patches,
                                         "patch_size": plan["model"].patch_size,
                                         "rounds": plan["rounds"], "reps": plan["reps"],
