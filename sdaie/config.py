@@ -42,6 +42,12 @@ class HeadConfig:
     other: bool = False  # "codes": unlisted codes go to the last class (else they are masked)
 
 
+def head_names(heads: Sequence[HeadConfig]) -> list[str]:
+    """One unique name per head (the tag; ``tag#i`` if a tag repeats), for logs and metrics."""
+    tags = [h.tag for h in heads]
+    return [t if tags.count(t) == 1 else f"{t}#{i}" for i, t in enumerate(tags)]
+
+
 def _paper_heads() -> list[HeadConfig]:
     # Slot order of the official checkpoint (fc1..fc14). The seven ordinal tags are unnamed in the
     # official code; this assignment is ours (README, "Tag schema").
@@ -320,8 +326,3 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     for item in overrides:
         apply_override(data, item)
     return from_dict(Config, data)
-
-
-def save_config(cfg: Config, path: str | Path) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)

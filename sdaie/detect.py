@@ -44,7 +44,10 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
-REAL, FAKE = "real", "ai-generated"
+from sdaie import labels
+from sdaie.labels import NAMES
+
+REAL, FAKE = NAMES[labels.REAL], NAMES[labels.FAKE]  # the words rows print
 MODES = ("bc", "oc")
 GLOB_CHARS = frozenset("*?[")
 COLUMNS = {  # CSV column order per mode
@@ -171,7 +174,7 @@ class BinaryScorer:
 
     @property
     def patch_size(self) -> int:
-        return self.detector.diffusionextractor_random.patch_size
+        return self.detector.patch_size
 
     def __call__(self, patches) -> dict[str, Any]:
         from sdaie.stages.bc_eval import p_fake
@@ -247,7 +250,7 @@ def build_scorer(args: argparse.Namespace, device: Any) -> tuple[str, Callable, 
 
 def _load_gmm_checked(gmm_path: str, checkpoint: str):
     """The GMM, refused if it was fitted on features of a different checkpoint file."""
-    from sdaie.oneclass.features import file_hash
+    from sdaie.hashing import file_hash
     from sdaie.oneclass.gmm import load_gmm
 
     try:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import random
 
-import numpy as np
 import torch
 
 
@@ -20,11 +17,3 @@ def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.d
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {spec!r} requested but CUDA is not available; use --device cpu")
     return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))

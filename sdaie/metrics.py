@@ -11,6 +11,12 @@ mark which one is the official figure of the stage. ROC-AUC is symmetric in that
 AP and ROC-AUC are implemented here (NumPy) with scikit-learn's definitions, ties included:
 AP = sum_n (R_n - R_{n-1}) P_n over distinct thresholds; ROC-AUC = trapezoidal area, equal to the
 Mann-Whitney probability with ties counted one half. The tests compare them with scikit-learn.
+
+Pretext metrics (the EXIF heads) are kept as (correct, count) sums, so batches and ranks add up
+exactly. Class heads: top-1 accuracy over photos whose label is present (both photos of each pair
+count). Rank heads: pairwise ranking accuracy over pairs whose labels are both present and differ
+(ties in the labels carry no order and are excluded); a pair is correct when the score difference
+has the sign of the label difference, and an exact score tie counts one half.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ import math
 from typing import Sequence
 
 import numpy as np
+import torch
+
+from sdaie.config import HeadConfig, head_names
+from sdaie.labels import FAKE, REAL
 
 METRIC_KEYS = ("acc", "real_acc", "fake_acc", "ap_real_pos", "ap_fake_pos", "roc_auc",
                "n_real", "n_fake")
@@ -74,18 +84,101 @@ def detection_metrics(labels: Sequence[int], fake_score: Sequence[float],
     pred = np.asarray(predicted_fake, dtype=bool)
     if not (y.shape == s.shape == pred.shape) or y.ndim != 1:
         raise ValueError(f"labels, scores and predictions differ in shape: {y.shape} {s.shape} {pred.shape}")
-    if y.size and not np.isin(y, (0, 1)).all():
+    if y.size and not np.isin(y, (REAL, FAKE)).all():
         raise ValueError("labels must be 0 (real) or 1 (fake)")
-    real, fake = y == 0, y == 1
+    real, fake = y == REAL, y == FAKE
     correct = pred == fake
     nan = math.nan
     return {
         "acc": float(correct.mean()) if y.size else nan,
         "real_acc": float(correct[real].mean()) if real.any() else nan,
         "fake_acc": float(correct[fake].mean()) if fake.any() else nan,
-        "ap_real_pos": average_precision(1 - y, -s),
+        "ap_real_pos": average_precision(FAKE - y, -s),
         "ap_fake_pos": average_precision(y, s),
         "roc_auc": roc_auc(y, s),
         "n_real": int(real.sum()),
         "n_fake": int(fake.sum()),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Pretext heads
+# --------------------------------------------------------------------------------------------
+
+
+def _rank_counts(d: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correct (ties in score = 1/2) and count over pairs with a finite, non-zero label difference."""
+    valid = ~torch.isnan(dy) & (dy != 0)
+    agree = torch.where(d == 0, torch.full_like(d, 0.5), ((d > 0) == (dy > 0)).to(d.dtype))
+    return (agree * valid).sum(), valid.sum()
+
+
+def _class_counts(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    valid = ~torch.isnan(y)
+    hit = (logits.argmax(dim=1).to(y.dtype) == y) & valid
+    return hit.sum(), valid.sum()
+
+
+def pretext_counts(out1: Sequence[torch.Tensor], out2: Sequence[torch.Tensor], y1: torch.Tensor,
+                   y2: torch.Tensor, heads: Sequence[HeadConfig]) -> torch.Tensor:
+    """``[H, 2]`` float64 tensor of (correct, count) per head, on the outputs' device."""
+    rows = []
+    for i, head in enumerate(heads):
+        o1, o2 = out1[i].detach(), out2[i].detach()
+        if head.kind == "rank":
+            c, n = _rank_counts((o1[:, 0] - o2[:, 0]).double(), (y1[:, i] - y2[:, i]).double())
+        else:
+            c1, n1 = _class_counts(o1, y1[:, i])
+            c2, n2 = _class_counts(o2, y2[:, i])
+            c, n = c1 + c2, n1 + n2
+        rows.append(torch.stack([c.double(), n.double()]))
+    return torch.stack(rows)
+
+
+class PretextMetrics:
+    """Accumulates :func:`pretext_counts` over batches; ``counts`` can be all-reduced as is."""
+
+    def __init__(self, heads: Sequence[HeadConfig]) -> None:
+        self.heads = list(heads)
+        self.names = head_names(self.heads)
+        self.counts = torch.zeros(len(self.heads), 2, dtype=torch.float64)
+
+    def update(self, out1: Sequence[torch.Tensor], out2: Sequence[torch.Tensor], y1: torch.Tensor,
+               y2: torch.Tensor) -> None:
+        self.counts += pretext_counts(out1, out2, y1, y2, self.heads).cpu()
+
+    def accuracy(self) -> dict[str, float]:
+        """Per-head accuracy (NaN for a head that saw nothing)."""
+        return {name: (float(c / n) if n > 0 else math.nan)
+                for name, (c, n) in zip(self.names, self.counts.tolist())}
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """``{head: {"kind", "accuracy", "count"}}`` for JSON logs."""
+        acc = self.accuracy()
+        return {name: {"kind": h.kind, "accuracy": acc[name], "count": int(n)}
+                for name, h, (_, n) in zip(self.names, self.heads, self.counts.tolist())}
+
+
+def pairwise_ranking_accuracy(scores: torch.Tensor, labels: torch.Tensor,
+                              block: int = 1024) -> tuple[float, int]:
+    """Over ALL pairs of a set (held-out evaluation): (accuracy, number of ordered-label pairs).
+
+    Pairs with a missing or tied label are excluded; a score tie counts one half. For binary
+    labels this equals the ROC AUC of the scores. Memory is ``block x n`` at a time.
+    """
+    s = scores.detach().double().flatten()
+    y = labels.detach().double().flatten()
+    keep = ~torch.isnan(y)
+    s, y = s[keep], y[keep]
+    correct = torch.zeros((), dtype=torch.float64)
+    count = torch.zeros((), dtype=torch.int64)
+    cols = torch.arange(len(s))
+    for start in range(0, len(s), block):
+        rows = torch.arange(start, min(start + block, len(s)))
+        upper = cols[None, :] > rows[:, None]  # each unordered pair once
+        dy = torch.where(upper, y[rows, None] - y[None, :], torch.zeros((), dtype=torch.float64))
+        c, n = _rank_counts(s[rows, None] - s[None, :], dy)
+        correct += c
+        count += n
+    n = int(count)
+    return (float(correct) / n if n else math.nan), n

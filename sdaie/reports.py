@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from sdaie.atomic import atomic_write_bytes, atomic_write_text
-from sdaie.testsets import display_name, order_key
+from sdaie.labels import FAKE, REAL
+from sdaie.data.testsets import display_name, order_key
 
-REAL, FAKE, UNLABELLED = 0, 1, -1
+UNLABELLED = -1
 CLEAN = "clean"
 HIST_BINS = 40
 # Log-likelihoods of generated images can lie orders of magnitude below the real ones; past this

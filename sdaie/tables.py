@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from sdaie.atomic import atomic_write_text
-from sdaie.testsets import display_name, order_key
+from sdaie.data.testsets import display_name, order_key
 
 RATE_COLUMNS = ("acc", "ap_real_pos", "ap_fake_pos", "roc_auc", "real_acc", "fake_acc")
 COUNT_COLUMNS = ("n_real", "n_fake")

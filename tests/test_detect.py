@@ -21,7 +21,7 @@ from sdaie.data.patches import grid_patches
 from sdaie.detect import FAKE, REAL, expand_inputs, main
 from sdaie.models import (BinaryDetector, PretextModel, load_binary_detector, load_extractor,
                           save_checkpoint)
-from sdaie.oneclass.features import file_hash
+from sdaie.hashing import file_hash
 from sdaie.oneclass.gmm import fit_one_class, load_gmm, save_gmm
 from sdaie.synth import make_world
 from sdaie.testing.odd_inputs import make_odd_inputs

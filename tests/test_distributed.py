@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sdaie import distributed as dist_mod
-from sdaie.distributed import all_gather_objects, all_reduce_mean, distributed, env_ranks
+from sdaie.distributed import all_gather_objects, all_reduce_sum, distributed, env_ranks
 
 
 def test_env_ranks_reads_torchrun_variables():
@@ -21,7 +21,7 @@ def test_single_process_without_torchrun(monkeypatch):
         assert (info.rank, info.world_size, info.is_main, info.distributed) == (0, 1, True, False)
         assert not torch.distributed.is_initialized()
         t = torch.tensor([1.0, 3.0])
-        assert torch.equal(all_reduce_mean(t), t)
+        assert torch.equal(all_reduce_sum(t), t)
         assert all_gather_objects({"a": 1}) == [{"a": 1}]
     assert dist_mod.is_main()
 
@@ -34,7 +34,7 @@ def test_one_rank_gloo_group_is_created_and_destroyed(monkeypatch):
     torch.distributed.init_process_group("gloo", rank=0, world_size=1)
     try:
         assert dist_mod.is_main()
-        assert torch.equal(all_reduce_mean(torch.tensor([2.0])), torch.tensor([2.0]))
+        assert torch.equal(all_reduce_sum(torch.tensor([2.0])), torch.tensor([2.0]))
         assert all_gather_objects([1]) == [[1]]
     finally:
         dist_mod.cleanup()

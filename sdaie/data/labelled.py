@@ -5,7 +5,7 @@ Each item is the spec's training input (section 4): the augmented image cut into
 seeded by (run seed, epoch, index), so an item is identical whichever worker or rank loads it and
 a resumed run sees the same data as an uninterrupted one.
 
-Labels come from exact folder names (see :mod:`sdaie.testsets`). The official loader labels
+Labels come from exact folder names (see :mod:`sdaie.data.testsets`). The official loader labels
 anything not under ``0_real`` as fake; here a file under neither kind of folder is left out and
 reported, which is the same on the standard layouts and safer on others.
 """
@@ -21,8 +21,9 @@ from torch.utils.data import Dataset
 
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patches import random_patches
-from sdaie.data.transforms import AugmentConfig, augment, derive_seed, ensure_min_side
-from sdaie.testsets import LabelledFiles, list_labelled
+from sdaie.data.transforms import AugmentConfig, augment, ensure_min_side
+from sdaie.seeding import derive_seed
+from sdaie.data.testsets import LabelledFiles, list_labelled
 
 
 class LabelledPatches(Dataset):

@@ -24,11 +24,7 @@ from torch.utils.data import Dataset, Sampler
 
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patches import random_patches
-from sdaie.data.transforms import derive_seed
-
-# Stream tags keep the seeds of different random decisions independent of each other.
-_PERM, _PARTNER, _PATCHES, _SPLIT, _VAL_PARTNER, _VAL_PATCHES = range(6)
-
+from sdaie.seeding import Stream, derive_seed
 
 class PhotoIndexLike(Protocol):
     """What this module needs from :class:`sdaie.exif.index.PhotoIndex`."""
@@ -44,7 +40,7 @@ def split_by_photo(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, 
     """(train ids, val ids): a seeded random split of photo indices (no photo in both)."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    perm = np.random.default_rng(derive_seed(seed, _SPLIT)).permutation(n)
+    perm = np.random.default_rng(derive_seed(seed, Stream.PHOTO_SPLIT)).permutation(n)
     n_val = int(round(n * val_fraction))
     if val_fraction > 0 and n_val < 2:
         n_val = min(2, n)
@@ -73,7 +69,7 @@ class PairBatchSampler(Sampler[list[tuple[int, int, int]]]):
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._perm_epoch:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, _PERM, epoch))
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, Stream.PAIR_ORDER, epoch))
             self._perm = torch.randperm(self.n, generator=gen).numpy()
             self._perm_epoch = epoch
         return self._perm
@@ -84,8 +80,8 @@ class PairBatchSampler(Sampler[list[tuple[int, int, int]]]):
         items = []
         for p in range(start, start + self.batch_size):
             q = int(self._permutation(p // self.n)[p % self.n])
-            rng = np.random.default_rng(derive_seed(self.seed, _PARTNER, p))
-            items.append((q, partner(q, self.n, rng), derive_seed(self.seed, _PATCHES, p)))
+            rng = np.random.default_rng(derive_seed(self.seed, Stream.PAIR_PARTNER, p))
+            items.append((q, partner(q, self.n, rng), derive_seed(self.seed, Stream.PAIR_PATCHES, p)))
         return items
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
@@ -107,13 +103,6 @@ class PairBatchSampler(Sampler[list[tuple[int, int, int]]]):
         if state["n"] != self.n:
             raise ValueError(f"sampler state is for {state['n']} photos, this index has {self.n}")
         self.step = int(state["step"])
-
-
-def fixed_pairs(n: int, seed: int, batch_size: int) -> list[list[tuple[int, int, int]]]:
-    """Deterministic validation batches: every position once, with a seeded partner and patches."""
-    items = [(q, partner(q, n, np.random.default_rng(derive_seed(seed, _VAL_PARTNER, q))),
-              derive_seed(seed, _VAL_PATCHES, q)) for q in range(n)]
-    return [items[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
 class PairDataset(Dataset):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -253,22 +252,8 @@ def augment(img: Image.Image, cfg: AugmentConfig, rng: random.Random) -> Image.I
     return img
 
 
-def make_augment(cfg: AugmentConfig) -> Callable[[Image.Image, random.Random], Image.Image]:
-    return lambda img, rng: augment(img, cfg, rng)
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from non-negative integers (run seed, epoch, index, ...).
-
-    Per-sample generators seeded this way make every random draw a function of the sample's
-    position, not of which DataLoader worker or rank happens to load it: resuming is exact.
-    """
-    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0]
-    return int(state) & (2**63 - 1)
-
-
 __all__ = [
     "AugmentConfig", "CLEAN", "GAUSSIAN_TRUNCATE", "Perturbation", "augment", "ensure_min_side",
-    "gaussian_blur", "gaussian_blur_array", "gaussian_kernel1d", "jpeg_compress", "make_augment",
-    "parse_perturbation", "perturbation_list", "reflect_indices", "resize_by", "derive_seed",
+    "gaussian_blur", "gaussian_blur_array", "gaussian_kernel1d", "jpeg_compress",
+    "parse_perturbation", "perturbation_list", "reflect_indices", "resize_by",
 ]

@@ -16,7 +16,6 @@ from torch import nn
 from sdaie.config import ModelConfig
 from sdaie.models.registry import build_extractor
 
-FAKE = 1  # logit index of "AI-generated"
 
 
 class BinaryDetector(nn.Module):
@@ -29,6 +28,20 @@ class BinaryDetector(nn.Module):
         self.fc = nn.Linear(self.diffusionextractor_random.feature_dim, 2)
         self.diffusionextractor_pretrained.requires_grad_(False)
         self.diffusionextractor_pretrained.eval()
+
+    @property
+    def trainable_extractor(self) -> nn.Module:
+        """The copy that learns (its feature feeds ``fc``)."""
+        return self.diffusionextractor_random
+
+    @property
+    def frozen_extractor(self) -> nn.Module:
+        """The pretext copy the regulariser pulls towards."""
+        return self.diffusionextractor_pretrained
+
+    @property
+    def patch_size(self) -> int:
+        return self.diffusionextractor_random.patch_size
 
     def train(self, mode: bool = True) -> "BinaryDetector":
         super().train(mode)

@@ -18,12 +18,6 @@ from sdaie.models.registry import build_extractor
 HEAD_KINDS = ("class", "rank")
 
 
-def head_names(heads: Sequence[HeadConfig]) -> list[str]:
-    """One unique name per head (the tag; ``tag#i`` if a tag repeats), for logs and metrics."""
-    tags = [h.tag for h in heads]
-    return [t if tags.count(t) == 1 else f"{t}#{i}" for i, t in enumerate(tags)]
-
-
 def head_out_features(head: HeadConfig) -> int:
     """Output size: ``classes`` for a class head, one score for a rank head."""
     if head.kind == "rank":

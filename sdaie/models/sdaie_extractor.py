@@ -101,8 +101,3 @@ IMPLEMENTATIONS: dict[str, PatchTokensFn] = {
     "reference": reference_patch_tokens,
     "fast": fast_patch_tokens,  # sdaie.models.fast: folded SRM, channels-last, chunked on CPU
 }
-
-
-def register_implementation(name: str, fn: PatchTokensFn) -> None:
-    """Install (or replace) a per-patch implementation selectable by ``model.implementation``."""
-    IMPLEMENTATIONS[name] = fn

@@ -12,7 +12,6 @@ labels and file paths; it is reused only if the file list matches exactly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -28,15 +27,6 @@ from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.transforms import CLEAN, Perturbation
 
 log = logging.getLogger(__name__)
-
-
-def file_hash(path: str | Path, length: int = 16) -> str:
-    """SHA-256 of a file's bytes (first ``length`` hex digits): the cache key of a checkpoint."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
 
 
 @torch.no_grad()

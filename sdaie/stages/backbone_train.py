@@ -32,9 +32,9 @@ from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.labelled import collate_skips
 from sdaie.data.pairs import PairBatchSampler, PairDataset, split_by_photo, worker_init
 from sdaie.data.patches import random_patches
-from sdaie.data.transforms import derive_seed
 from sdaie.distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier, distributed
 from sdaie.runinfo import write_run_info
+from sdaie.seeding import Stream, derive_seed, seed_all
 from sdaie.stages.common import (CsvLog, SkipReporter, Timer, check_resumable, link_latest,
                                  resolve_resume, restore_training, rng_state, run_stage, setup_logging,
                                  stage_parser, write_json)
@@ -99,9 +99,6 @@ def _forward(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> tupl
     return _split_outputs(outs, x1.shape[0])
 
 
-_VAL_STREAM = 7  # seed stream of the held-out photos' patches (pairs.py uses 0..5)
-
-
 class HeldOutPhotos(Dataset):
     """``(patches, labels, position, readable, skipped)`` per held-out position: seeded patches.
 
@@ -130,7 +127,7 @@ class HeldOutPhotos(Dataset):
             blank = torch.zeros(self.n_patches, 3, self.patch_size, self.patch_size)
             return blank, self.labels[i], q, False, [{"path": str(self.index.image_path(i)),
                                                       "reason": str(exc)}]
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, _VAL_STREAM, q))
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, Stream.HELDOUT_PATCHES, q))
         patches = random_patches(px, n=self.n_patches, size=self.patch_size, generator=gen)
         return patches, self.labels[i], q, True, []
 
@@ -145,7 +142,7 @@ def heldout_metrics(outputs: Sequence[torch.Tensor], labels: torch.Tensor,
     this very set) so a head that learnt only the class frequencies is seen as such.
     """
     from sdaie.models.heads import head_names
-    from sdaie.models.metrics import pairwise_ranking_accuracy
+    from sdaie.metrics import pairwise_ranking_accuracy
 
     summary: dict[str, dict[str, Any]] = {}
     for name, head, out, y in zip(head_names(heads), heads, outputs, labels.T):
@@ -213,7 +210,7 @@ def train(cfg: Config, resume_arg: str | None = None) -> dict[str, Any]:
     from sdaie.models.checkpoint import load_checkpoint, save_checkpoint
     from sdaie.models.heads import head_names
     from sdaie.models.losses import pretext_loss
-    from sdaie.models.metrics import PretextMetrics
+    from sdaie.metrics import PretextMetrics
 
     out = Path(cfg.run.out_dir)
     ckpt_dir = out / "checkpoints"
@@ -224,7 +221,7 @@ def train(cfg: Config, resume_arg: str | None = None) -> dict[str, Any]:
     with distributed(cfg.run.device, cfg.run.dist_timeout_s) as info:
         log = setup_logging(out if info.is_main else None, info.is_main, "backbone_train")
         timer = Timer()
-        torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
+        seed_all(cfg.run.seed)  # identical initial weights on every rank
         if info.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = pc.tf32
             torch.backends.cudnn.allow_tf32 = pc.tf32

@@ -31,12 +31,12 @@ from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.transforms import Perturbation, perturbation_list
 from sdaie.device import resolve_device
 from sdaie.metrics import detection_metrics
-from sdaie.oneclass.features import file_hash
+from sdaie.hashing import file_hash
 from sdaie.runinfo import write_run_info
 from sdaie.stages.common import (Timer, append_jsonl, finish_evaluation, run_stage, setup_logging,
                                  stage_parser, write_json)
 from sdaie.tables import write_tables
-from sdaie.testsets import TestSet, discover_sets, list_labelled
+from sdaie.data.testsets import TestSet, discover_sets, list_labelled
 
 
 def get_args_parser():
@@ -84,7 +84,7 @@ def run(cfg: Config) -> dict[str, Any]:
     timer = Timer()
     device = resolve_device(cfg.run.device)
     detector = load_binary_detector(ev.checkpoint, map_location=device).eval()
-    size = detector.diffusionextractor_random.patch_size
+    size = detector.patch_size
     ckpt_hash = file_hash(ev.checkpoint)
     env = write_run_info(out, cfg, stage="bc_eval", checkpoint=str(ev.checkpoint),
                    checkpoint_sha256_16=ckpt_hash)

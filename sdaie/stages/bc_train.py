@@ -37,6 +37,7 @@ from sdaie.data.transforms import AugmentConfig
 from sdaie.distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier, distributed
 from sdaie.metrics import detection_metrics
 from sdaie.runinfo import write_run_info
+from sdaie.seeding import seed_all
 from sdaie.stages.common import (CsvLog, SkipReporter, Timer, check_resumable, link_latest,
                                  resolve_resume, restore_training, rng_state, run_stage, setup_logging,
                                  stage_parser, write_json)
@@ -104,16 +105,16 @@ def train(cfg: Config, resume_arg: str | None = None) -> dict[str, Any]:
     with distributed(cfg.run.device, cfg.run.dist_timeout_s) as info:
         log = setup_logging(out if info.is_main else None, info.is_main, "bc_train")
         timer = Timer()
-        torch.manual_seed(cfg.run.seed)  # identical random copy on every rank
+        seed_all(cfg.run.seed)  # identical random copy on every rank
         detector = binary_from_pretext(bc.pretext_checkpoint).to(info.device)
-        size = detector.diffusionextractor_random.patch_size
+        size = detector.patch_size
         trainable = [p for p in detector.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(trainable, lr=bc.lr)
         epoch = 0
         resume = resolve_resume(resume_arg, cfg.run.resume, ckpt_dir, CKPT_PREFIX)
         if resume is not None:
             ckpt = load_checkpoint(resume)
-            check_resumable(ckpt, "binary", "epoch", detector.diffusionextractor_random.cfg, None,
+            check_resumable(ckpt, "binary", "epoch", detector.trainable_extractor.cfg, None,
                             str(resume))
             restore_training(ckpt, detector, optimizer, str(resume))
             epoch = int(ckpt["epoch"])

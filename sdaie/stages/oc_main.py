@@ -23,20 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from sdaie.config import Config, to_dict
 from sdaie.data.imageio import list_images
 from sdaie.data.transforms import CLEAN, Perturbation, perturbation_list
 from sdaie.device import resolve_device
 from sdaie.metrics import detection_metrics
-from sdaie.oneclass.features import FeatureCache, FeatureSet, extract_features, file_hash
+from sdaie.hashing import file_hash
+from sdaie.oneclass.features import FeatureCache, FeatureSet, extract_features
 from sdaie.oneclass.gmm import fit_one_class, save_gmm
 from sdaie.runinfo import write_run_info
+from sdaie.seeding import seed_all
 from sdaie.stages.common import (Timer, append_jsonl, finish_evaluation, run_stage, setup_logging,
                                  stage_parser)
 from sdaie.tables import write_tables
-from sdaie.testsets import discover_sets, list_labelled
+from sdaie.data.testsets import discover_sets, list_labelled
 
 
 def get_args_parser():
@@ -76,7 +77,7 @@ def run(cfg: Config) -> dict[str, Any]:
     log = setup_logging(out, True, "oc_main")
     timer = Timer()
     device = resolve_device(cfg.run.device)
-    torch.manual_seed(cfg.run.seed)
+    seed_all(cfg.run.seed)
     extractor = load_extractor(oc.checkpoint, map_location=device).eval()
     size = extractor.patch_size
     ckpt_hash = file_hash(oc.checkpoint)

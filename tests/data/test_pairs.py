@@ -7,7 +7,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from sdaie.data.labelled import collate_skips
-from sdaie.data.pairs import (PairBatchSampler, PairDataset, fixed_pairs, partner, split_by_photo,
+from sdaie.data.pairs import (PairBatchSampler, PairDataset, partner, split_by_photo,
                               worker_init)
 
 
@@ -51,7 +51,6 @@ def test_split_by_photo_is_disjoint_and_seeded():
     assert len(va) == 10 and not set(tr) & set(va) and len(tr) + len(va) == 50
     assert np.array_equal(split_by_photo(50, 0.2, seed=3)[1], va)
     assert len(split_by_photo(50, 0.0, seed=3)[1]) == 0
-    assert [len(v) for v in fixed_pairs(7, 0, 3)] == [3, 3, 1]
 
 
 class FakeIndex:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdaie.data.transforms import (AugmentConfig, augment, derive_seed, gaussian_blur_array,
+from sdaie.data.transforms import (AugmentConfig, augment, gaussian_blur_array,
                                    gaussian_kernel1d, jpeg_compress, parse_perturbation,
                                    perturbation_list, reflect_indices, resize_by)
 
@@ -102,7 +102,3 @@ def test_augment_follows_its_probabilities_and_seed():
                      random.Random(i)).size[0] for i in range(60)}
     assert sides == {64, 65, 66}
 
-
-def test_derive_seed_is_stable_and_distinct():
-    assert derive_seed(1, 2, 3) == derive_seed(1, 2, 3)
-    assert len({derive_seed(0, e, i) for e in range(10) for i in range(100)}) == 1000

@@ -193,7 +193,8 @@ def test_oneclass_features_strict_raises_at_first_bad_file(zoo, extractor):
 
 @pytest.fixture(scope="module")
 def gmm_file(zoo, extractor, tiny_checkpoints, tmp_path_factory) -> Path:
-    from sdaie.oneclass.features import extract_features, file_hash
+    from sdaie.hashing import file_hash
+    from sdaie.oneclass.features import extract_features
     from sdaie.oneclass.gmm import fit_one_class, save_gmm
 
     good = [f.path for f in zoo if f.kind in ("valid jpeg", "camera jpeg")]

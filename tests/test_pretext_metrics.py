@@ -5,7 +5,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from sdaie.config import HeadConfig
-from sdaie.models.metrics import PretextMetrics, pairwise_ranking_accuracy, pretext_counts
+from sdaie.metrics import PretextMetrics, pairwise_ranking_accuracy, pretext_counts
 
 NAN = float("nan")
 HEADS = [HeadConfig("ISO", "rank"), HeadConfig("Make", "class", classes=3)]

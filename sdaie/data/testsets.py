@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from sdaie.data.imageio import list_images
+from sdaie.labels import FAKE, REAL
 
 # (folder, display name) in the official table order.
 REGISTRY: tuple[tuple[str, str], ...] = (
@@ -56,7 +57,7 @@ def order_key(name: str) -> tuple[int, str]:
 
 def label_from_parts(parts: Iterable[str]) -> int | None:
     """1 (fake), 0 (real) or None (no label folder, or both kinds) from path components."""
-    kinds = {0 for p in parts if p in REAL_FOLDERS} | {1 for p in parts if p in FAKE_FOLDERS}
+    kinds = {REAL for p in parts if p in REAL_FOLDERS} | {FAKE for p in parts if p in FAKE_FOLDERS}
     return kinds.pop() if len(kinds) == 1 else None
 
 
@@ -71,11 +72,11 @@ class LabelledFiles:
 
     @property
     def n_real(self) -> int:
-        return sum(1 for y in self.labels if y == 0)
+        return sum(1 for y in self.labels if y == REAL)
 
     @property
     def n_fake(self) -> int:
-        return sum(1 for y in self.labels if y == 1)
+        return sum(1 for y in self.labels if y == FAKE)
 
 
 def _is_genimage_split_layout(rel_parts: list[tuple[str, ...]]) -> bool:
