@@ -27,7 +27,7 @@ the measuring process (idle OpenMP threads sleep at once, as on a busy machine o
 sets it). Intra-op threads pay a wake-up per operation under PASSIVE, so both figures are shown.
 Other sections run in this process, under the environment as given. Every process measures with
 the runtime the stages set up (``run.keep_freed_memory``: glibc keeps freed blocks up to 32 MB,
-see :mod:`sdaie.allocator`), for the reference as for the fast path.
+see :mod:`sdaie.models.cpu_memory`), for the reference as for the fast path.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def sdaie_timings(impl: str, cfg: Any, batch: int, patches: int, threads: int, m
     mode."""
     import torch
 
-    from sdaie.allocator import keep_freed_memory
+    from sdaie.models.cpu_memory import keep_freed_memory
     from sdaie.models import build_extractor
 
     keep_freed_memory()  # the stages' runtime (run.keep_freed_memory)
@@ -262,7 +262,7 @@ def resnet_timings(cfg: Any, arch: str, batch: int, patches: int, threads: int, 
     """The ResNet extractor (SRM residual -> ResNet trunk): inference and train step."""
     import torch
 
-    from sdaie.allocator import keep_freed_memory
+    from sdaie.models.cpu_memory import keep_freed_memory
     from sdaie.models import build_extractor
 
     keep_freed_memory()  # the stages' runtime (run.keep_freed_memory)
@@ -419,7 +419,7 @@ def bc_eval_timings(impl: str, cfg: Any, side: int, rounds: int, threads: int,
     import torch
     from PIL import Image
 
-    from sdaie.allocator import keep_freed_memory
+    from sdaie.models.cpu_memory import keep_freed_memory
     from sdaie.data.patches import grid_patches
     from sdaie.models import BinaryDetector
 
@@ -611,7 +611,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--no-isolate measures in this process: use --omp-wait default")
     plan = _plan(args)
     start = time.perf_counter()
-    from sdaie.allocator import keep_freed_memory
+    from sdaie.models.cpu_memory import keep_freed_memory
 
     result: dict[str, Any] = {"environment": {**environment(threads, args.device),
                                               "omp_wait_measured": policies,

@@ -199,9 +199,6 @@ class RunConfig:
     strict: bool = False  # fail on the first unusable file instead of skipping it
     dist_timeout_s: int = 1800  # a stuck collective fails after this long instead of hanging
     resume: str = ""  # training stages: "" (fresh), "auto" (newest checkpoint in out_dir) or a path
-    # glibc: recycle freed blocks up to 32 MB instead of returning them to the kernel, so a CPU
-    # train step does not re-fault its activations (sdaie/allocator.py); no effect elsewhere.
-    keep_freed_memory: bool = True
 
 
 @dataclass

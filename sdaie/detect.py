@@ -381,9 +381,6 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from sdaie.allocator import keep_freed_memory
-
-    keep_freed_memory()  # as the stages do (run.keep_freed_memory)
     try:
         rows, summary, mode = run(args)
     except SetupError as exc:

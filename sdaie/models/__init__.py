@@ -5,7 +5,8 @@ from sdaie.models.binary import BinaryDetector
 from sdaie.models.checkpoint import (CheckpointError, binary_from_pretext, load_binary_detector,
                                      load_checkpoint, load_extractor, load_pretext_model,
                                      save_checkpoint)
-from sdaie.models.heads import PretextModel, head_names
+from sdaie.config import head_names
+from sdaie.models.heads import PretextModel
 from sdaie.models.registry import BACKBONES, build_extractor
 
 __all__ = [

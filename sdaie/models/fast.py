@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdaie.models.covpool import isqrt_cov, triu_vector
+from sdaie.models.cpu_memory import keep_freed_memory
 
 if TYPE_CHECKING:  # annotations only: sdaie_extractor imports this module to register it
     from sdaie.models.sdaie_extractor import SDAIEExtractor
@@ -366,6 +367,8 @@ def fast_patch_tokens(m: SDAIEExtractor, patches: torch.Tensor,
     """
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if patches.device.type == "cpu":
+        keep_freed_memory()  # once per process; section 5 of the module docstring
     workers = _worker_count(m, patches, chunk)
     if workers > 1:
         return _parallel_tokens(m, patches, chunk, workers)

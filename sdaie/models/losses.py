@@ -16,8 +16,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from sdaie.config import HeadConfig
-from sdaie.models.heads import head_names
+from sdaie.config import HeadConfig, head_names
 
 RANK_LOSSES = ("bce", "fidelity")
 BCE_SCALE = 1.0 / math.sqrt(2.0)  # Phi(d) = (1 + erf(d / sqrt 2)) / 2: the official probit

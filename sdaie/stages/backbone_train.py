@@ -35,9 +35,9 @@ from sdaie.data.patches import random_patches
 from sdaie.distributed import DistInfo, all_gather_objects, all_reduce_sum, barrier, distributed
 from sdaie.runinfo import write_run_info
 from sdaie.seeding import Stream, derive_seed, seed_all
-from sdaie.stages.common import (CsvLog, SkipReporter, Timer, check_resumable, link_latest,
-                                 resolve_resume, restore_training, rng_state, run_stage, setup_logging,
-                                 stage_parser, write_json)
+from sdaie.engine.checkpointing import check_resumable, link_latest, resolve_resume, restore_training, rng_state
+from sdaie.engine.runlog import CsvLog, SkipReporter, Timer, setup_logging, write_json
+from sdaie.stages.common import run_stage, stage_parser
 
 CKPT_PREFIX = "step"
 
@@ -141,7 +141,7 @@ def heldout_metrics(outputs: Sequence[torch.Tensor], labels: torch.Tensor,
     labelled photos, with the majority-class baseline (the best any constant guess scores on
     this very set) so a head that learnt only the class frequencies is seen as such.
     """
-    from sdaie.models.heads import head_names
+    from sdaie.config import head_names
     from sdaie.metrics import pairwise_ranking_accuracy
 
     summary: dict[str, dict[str, Any]] = {}
@@ -208,7 +208,7 @@ def train(cfg: Config, resume_arg: str | None = None) -> dict[str, Any]:
     from sdaie.exif.index import load_index
     from sdaie.models import PretextModel
     from sdaie.models.checkpoint import load_checkpoint, save_checkpoint
-    from sdaie.models.heads import head_names
+    from sdaie.config import head_names
     from sdaie.models.losses import pretext_loss
     from sdaie.metrics import PretextMetrics
 

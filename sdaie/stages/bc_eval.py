@@ -33,8 +33,8 @@ from sdaie.device import resolve_device
 from sdaie.metrics import detection_metrics
 from sdaie.hashing import file_hash
 from sdaie.runinfo import write_run_info
-from sdaie.stages.common import (Timer, append_jsonl, finish_evaluation, run_stage, setup_logging,
-                                 stage_parser, write_json)
+from sdaie.engine.runlog import Timer, append_jsonl, setup_logging, write_json
+from sdaie.stages.common import finish_evaluation, run_stage, stage_parser
 from sdaie.tables import write_tables
 from sdaie.data.testsets import TestSet, discover_sets, list_labelled
 

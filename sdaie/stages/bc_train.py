@@ -38,9 +38,9 @@ from sdaie.distributed import DistInfo, all_gather_objects, all_reduce_sum, barr
 from sdaie.metrics import detection_metrics
 from sdaie.runinfo import write_run_info
 from sdaie.seeding import seed_all
-from sdaie.stages.common import (CsvLog, SkipReporter, Timer, check_resumable, link_latest,
-                                 resolve_resume, restore_training, rng_state, run_stage, setup_logging,
-                                 stage_parser, write_json)
+from sdaie.engine.checkpointing import check_resumable, link_latest, resolve_resume, restore_training, rng_state
+from sdaie.engine.runlog import CsvLog, SkipReporter, Timer, setup_logging, write_json
+from sdaie.stages.common import run_stage, stage_parser
 
 CKPT_PREFIX = "epoch"
 MSE_TERMS = ("mse_f1", "mse_f2", "mse_f3", "mse_f4", "mse_f5")

@@ -34,8 +34,8 @@ from sdaie.oneclass.features import FeatureCache, FeatureSet, extract_features
 from sdaie.oneclass.gmm import fit_one_class, save_gmm
 from sdaie.runinfo import write_run_info
 from sdaie.seeding import seed_all
-from sdaie.stages.common import (Timer, append_jsonl, finish_evaluation, run_stage, setup_logging,
-                                 stage_parser)
+from sdaie.engine.runlog import Timer, append_jsonl, setup_logging
+from sdaie.stages.common import finish_evaluation, run_stage, stage_parser
 from sdaie.tables import write_tables
 from sdaie.data.testsets import discover_sets, list_labelled
 

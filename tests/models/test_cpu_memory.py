@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from sdaie.allocator import keep_freed_memory
+from sdaie.models.cpu_memory import keep_freed_memory
 
 
 def test_applies_once_and_reports_the_same_answer():
@@ -23,7 +23,7 @@ def test_freed_blocks_are_recycled_instead_of_faulted_in_again():
         import resource, sys
         import numpy as np
         if sys.argv[1] == "keep":
-            from sdaie.allocator import keep_freed_memory
+            from sdaie.models.cpu_memory import keep_freed_memory
             assert keep_freed_memory()
         for i in range(5):
             if i == 2:

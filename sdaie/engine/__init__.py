@@ -1,0 +1,1 @@
+"""Training machinery shared by the training stages: run logs and resumable checkpoints."""

@@ -1,0 +1,105 @@
+"""Resumable training state: RNG states, checkpoint files, the ``last.pt`` link, resume checks."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from sdaie.models.checkpoint import (CheckpointError, check_architecture, check_schema,
+                                     checkpoint_heads, checkpoint_model_cfg, load_state_strict)
+
+# RNG state in a form torch.load(weights_only=True) accepts (tensors, ints, lists, tuples).
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and all CUDA generators."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def link_latest(target: Path, link: Path) -> None:
+    """Point ``link`` (e.g. ``last.pt``) at ``target`` atomically: hard link, else copy."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{link.name}.", dir=link.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        os.link(target, tmp)
+    except OSError:
+        shutil.copyfile(target, tmp)
+    os.replace(tmp, link)
+
+
+def newest_checkpoint(ckpt_dir: Path, prefix: str) -> Path | None:
+    """The highest-numbered ``<prefix>_<n>.pt`` in ``ckpt_dir``, if any."""
+    found = []
+    for p in ckpt_dir.glob(f"{prefix}_*.pt"):
+        try:
+            found.append((int(p.stem.split("_")[-1]), p))
+        except ValueError:
+            continue
+    return max(found)[1] if found else None
+
+
+def resolve_resume(arg: str | None, cfg_resume: str, ckpt_dir: Path, prefix: str) -> Path | None:
+    """``--resume`` beats ``run.resume``; ``auto`` = newest checkpoint in the run (None if none)."""
+    choice = arg if arg is not None else (cfg_resume or None)
+    if choice is None:
+        return None
+    if choice == "auto":
+        return newest_checkpoint(ckpt_dir, prefix)
+    path = Path(choice)
+    if not path.is_file():
+        raise SystemExit(f"--resume: no checkpoint at {path}")
+    return path
+
+
+def check_resumable(ckpt: dict, kind: str, progress_key: str, model_cfg: Any,
+                    heads: Sequence[Any] | None, source: str) -> None:
+    """Refuse, by name, a checkpoint this run cannot continue: wrong kind, another architecture
+    (including non-weight fields such as ``hardtanh``), another EXIF schema, or no training state."""
+    if ckpt.get("kind") != kind:
+        raise CheckpointError(f"{source} is a {ckpt.get('kind')} checkpoint; this run continues "
+                              f"{kind} training")
+    missing = [k for k in ("optimizer", progress_key) if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{source} has no {missing}: not a training checkpoint of this "
+                              "project (weights alone cannot resume a run)")
+    check_architecture(checkpoint_model_cfg(ckpt), model_cfg, source)
+    stored = checkpoint_heads(ckpt)
+    if heads is not None and stored is not None:
+        check_schema(stored, heads, source)
+
+
+def restore_training(ckpt: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     source: str) -> None:
+    """Weights (strictly), optimiser and RNG state of a checkpoint already checked as resumable."""
+    load_state_strict(model, ckpt["state_dict"], source)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if "rng" in ckpt:
+        set_rng_state(ckpt["rng"])
