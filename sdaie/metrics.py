@@ -182,3 +182,30 @@ def pairwise_ranking_accuracy(scores: torch.Tensor, labels: torch.Tensor,
         count += n
     n = int(count)
     return (float(correct) / n if n else math.nan), n
+
+
+def heldout_metrics(outputs: Sequence[torch.Tensor], labels: torch.Tensor,
+                    heads: Sequence[HeadConfig]) -> dict[str, dict[str, float | int | str | None]]:
+    """Per-head figures over a set of photos scored once each (pretext validation).
+
+    Rank heads: pairwise ranking accuracy over ALL pairs of photos with different labels (chance
+    0.5); ``count`` = such pairs, ``photos`` = labelled photos. Class heads: top-1 accuracy over
+    labelled photos, with the majority-class baseline (the best any constant guess scores on
+    this very set) so a head that learnt only the class frequencies is seen as such.
+    """
+    summary: dict[str, dict[str, float | int | str | None]] = {}
+    for name, head, out, y in zip(head_names(heads), heads, outputs, labels.T):
+        known = ~torch.isnan(y)
+        if head.kind == "rank":
+            acc, pairs = pairwise_ranking_accuracy(out[:, 0], y)
+            summary[name] = {"kind": "rank", "accuracy": acc, "count": pairs,
+                             "photos": int(known.sum()), "baseline": 0.5}
+            continue
+        y_known = y[known].long()
+        n = int(known.sum())
+        hits = int((out[known].argmax(dim=1) == y_known).sum()) if n else 0
+        freq = torch.bincount(y_known, minlength=out.shape[1]) if n else torch.zeros(1, dtype=torch.long)
+        summary[name] = {"kind": "class", "accuracy": hits / n if n else math.nan, "count": n,
+                         "baseline": int(freq.max()) / n if n else math.nan,
+                         "majority_class": int(freq.argmax()) if n else None}
+    return summary

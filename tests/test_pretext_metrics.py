@@ -57,3 +57,38 @@ def test_all_pairs_ranking_accuracy_brute_force_with_nan():
                 tot += 1
                 good += (scores[a] - scores[b]) * (labels[a] - labels[b]) > 0
     assert n == tot == 5 and acc == pytest.approx(float(good) / tot)
+
+
+def test_heldout_metrics_against_brute_force_and_sklearn():
+    """All pairs of photos for rank heads, photo-level top-1 and majority share for class heads."""
+    from itertools import combinations
+
+    from sklearn.metrics import accuracy_score
+
+    from sdaie.metrics import heldout_metrics
+
+    g = torch.Generator().manual_seed(0)
+    heads = [HeadConfig(tag="ISOSpeedRatings", kind="rank"), HeadConfig(tag="Make", kind="class", classes=3)]
+    n = 40
+    rank_y = torch.randint(0, 5, (n,), generator=g).double()
+    rank_y[::7] = float("nan")
+    class_y = torch.randint(0, 3, (n,), generator=g).double()
+    class_y[::9] = float("nan")
+    scores = rank_y.nan_to_num(2.0) + torch.randn(n, generator=g, dtype=torch.float64) * 2
+    logits = torch.randn(n, 3, generator=g)
+    got = heldout_metrics([scores[:, None], logits],
+                          torch.stack([rank_y, class_y], dim=1), heads)
+    good = total = 0
+    for i, j in combinations(range(n), 2):
+        if not (torch.isnan(rank_y[i]) or torch.isnan(rank_y[j]) or rank_y[i] == rank_y[j]):
+            total += 1
+            good += bool((scores[i] > scores[j]) == (rank_y[i] > rank_y[j]))
+    assert got["ISOSpeedRatings"]["count"] == total and got["ISOSpeedRatings"]["photos"] == 34
+    assert got["ISOSpeedRatings"]["accuracy"] == pytest.approx(good / total)
+    known = ~torch.isnan(class_y)
+    y = class_y[known].long().numpy()
+    assert got["Make"]["count"] == len(y)
+    assert got["Make"]["accuracy"] == pytest.approx(accuracy_score(y, logits[known].argmax(1).numpy()))
+    counts = [(y == c).sum() for c in range(3)]
+    assert got["Make"]["baseline"] == pytest.approx(max(counts) / len(y))
+    assert got["Make"]["majority_class"] == int(max(range(3), key=lambda c: counts[c]))

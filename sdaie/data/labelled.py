@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -31,7 +30,7 @@ class LabelledPatches(Dataset):
 
     ``skipped`` lists ``{"path", "reason"}`` of unreadable files met while loading this item
     (the item then falls forward to the next file, deterministically); collate with
-    :func:`collate_skips` and report them.
+    :func:`sdaie.data.loading.collate_skips` and report them.
     """
 
     def __init__(self, root: str | Path, n_patches: int = 16, patch_size: int = 64,
@@ -77,11 +76,3 @@ class LabelledPatches(Dataset):
             return patches, int(self.files.labels[i]), skipped
         raise RuntimeError(f"none of the {len(self)} labelled files under {self.root} is a readable image")
 
-
-def collate_skips(batch: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """Default collation of all fields but the last, which (lists of skipped files) is concatenated."""
-    from torch.utils.data import default_collate
-
-    fields = list(zip(*batch))
-    skipped = [s for item in fields[-1] for s in item]
-    return (*[default_collate(list(f)) for f in fields[:-1]], skipped)

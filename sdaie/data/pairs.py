@@ -15,16 +15,17 @@ split (deterministically) and reports the bad file, which the training loop writ
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from sdaie.config import ConfigError, HeadConfig
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patches import random_patches
 from sdaie.seeding import Stream, derive_seed
+
 
 class PhotoIndexLike(Protocol):
     """What this module needs from :class:`sdaie.exif.index.PhotoIndex`."""
@@ -45,6 +46,22 @@ def split_by_photo(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, 
     if val_fraction > 0 and n_val < 2:
         n_val = min(2, n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def check_index_schema(vocab: dict, heads: Sequence[HeadConfig]) -> None:
+    """The index's label columns must be the heads the model trains, in the same order: labels
+    of another schema would train each head on some other tag without any error."""
+    index_heads = vocab.get("heads")
+    if index_heads is None:
+        return
+    want = [(h.tag, h.kind) for h in heads]
+    have = [(h.get("tag"), h.get("kind")) for h in index_heads]
+    if want != have:
+        raise ConfigError(f"the index's heads {have} differ from schema.heads {want}; rebuild the "
+                          "index with the same schema config")
+    for h, v in zip(heads, index_heads):
+        if h.kind == "class" and v.get("classes") not in (None, h.classes):
+            raise ConfigError(f"head {h.tag}: index has {v.get('classes')} classes, schema {h.classes}")
 
 
 def partner(q: int, n: int, rng: np.random.Generator) -> int:
@@ -153,21 +170,3 @@ class PairDataset(Dataset):
         p2 = random_patches(px2, n=self.n_patches, size=self.patch_size, generator=gen)
         return p1, p2, self.labels[i1], self.labels[i2], skipped
 
-
-def _seed_worker(seed: int, step: int, worker_id: int) -> None:
-    import random
-
-    s = derive_seed(seed, step, worker_id)
-    random.seed(s)
-    np.random.seed(s % 2**32)
-    torch.manual_seed(s)
-
-
-def worker_init(seed: int, step: int) -> Callable[[int], None]:
-    """A ``worker_init_fn`` seeding each worker's global RNGs from (run seed, start step, worker).
-
-    Items draw from their own seeded generators, so this only makes any stray use of the global
-    RNGs (e.g. in a user's transform) reproducible too. A partial (not a closure) so it pickles
-    under the ``spawn`` start method.
-    """
-    return functools.partial(_seed_worker, seed, step)

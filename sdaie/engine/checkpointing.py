@@ -103,3 +103,19 @@ def restore_training(ckpt: dict, model: torch.nn.Module, optimizer: torch.optim.
     optimizer.load_state_dict(ckpt["optimizer"])
     if "rng" in ckpt:
         set_rng_state(ckpt["rng"])
+
+
+def check_same_stream(saved: dict | None, now: dict[str, int], source: str) -> None:
+    """A resumed run continues the same pair stream only with the same training photos, seed and
+    global batch (per-rank batch x ranks); anything else would silently train on other data."""
+    if not saved:
+        return
+    diffs = [f"{what}: checkpoint {saved.get(key)}, now {now[key]}" for key, what in
+             (("n", "training photos"), ("seed", "run.seed")) if saved.get(key) != now[key]]
+    before = int(saved.get("batch_size", 0)) * int(saved.get("world_size", 1))
+    after = now["batch_size"] * now["world_size"]
+    if before != after:
+        diffs.append(f"global batch: checkpoint {before}, now {after} (pretext.batch_size x ranks)")
+    if diffs:
+        raise CheckpointError(f"{source} continues another data stream ({'; '.join(diffs)}); resume "
+                              "with the same index, run.seed and global batch, or start a new run")

@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from sdaie.data.labelled import collate_skips
-from sdaie.data.pairs import (PairBatchSampler, PairDataset, partner, split_by_photo,
-                              worker_init)
+from sdaie.data.loading import collate_skips, worker_init
+from sdaie.data.pairs import (PairBatchSampler, PairDataset, check_index_schema, partner,
+                              split_by_photo)
 
 
 def test_partner_is_uniform_over_the_others():
@@ -116,3 +116,20 @@ def test_loader_batches_do_not_depend_on_worker_count(tmp_path):
 
     for a, b in zip(run(0), run(2)):
         assert torch.equal(a, b)
+
+
+def test_index_built_with_another_schema_is_refused():
+    """The index's label columns must be the configured heads, in order, with the same classes."""
+    from sdaie.config import ConfigError, HeadConfig
+
+    heads = [HeadConfig("ISOSpeedRatings", "rank"), HeadConfig("Make", "class", classes=3)]
+    same = {"heads": [{"tag": "ISOSpeedRatings", "kind": "rank"},
+                      {"tag": "Make", "kind": "class", "classes": 3}]}
+    check_index_schema(same, heads)
+    check_index_schema({}, heads)  # an index without recorded heads cannot be checked
+    swapped = {"heads": same["heads"][::-1]}
+    with pytest.raises(ConfigError, match="differ from schema.heads"):
+        check_index_schema(swapped, heads)
+    fewer = {"heads": [same["heads"][0], {"tag": "Make", "kind": "class", "classes": 5}]}
+    with pytest.raises(ConfigError, match="head Make: index has 5 classes, schema 3"):
+        check_index_schema(fewer, heads)

@@ -64,8 +64,14 @@ def test_training_stages_hand_dist_timeout_to_the_process_group(monkeypatch):
     info = sd.init_distributed("cpu", timeout_s=17)
     assert seen["timeout"] == timedelta(seconds=17) and seen["backend"] == "gloo"
     assert (info.rank, info.world_size) == (1, 2)
-    root = Path(__file__).resolve().parents[2] / "sdaie" / "stages"
-    for stage in ("backbone_train.py", "bc_train.py"):
-        calls = [n for n in ast.walk(ast.parse((root / stage).read_text()))
-                 if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "distributed"]
-        assert calls and all(ast.unparse(c.args[1]) == "cfg.run.dist_timeout_s" for c in calls), stage
+    root = Path(__file__).resolve().parents[2] / "sdaie"
+
+    def calls(path: Path, name: str) -> list[ast.Call]:
+        return [n for n in ast.walk(ast.parse(path.read_text()))
+                if isinstance(n, ast.Call) and getattr(n.func, "id", None) == name]
+
+    engine = calls(root / "engine" / "trainer.py", "distributed")
+    assert engine and all(ast.unparse(c.args[1]) == "cfg.run.dist_timeout_s" for c in engine)
+    for stage in ("backbone_train.py", "bc_train.py"):  # both train through the engine, not alone
+        assert calls(root / "stages" / stage, "run_training") and not calls(root / "stages" / stage,
+                                                                            "distributed"), stage

@@ -50,7 +50,8 @@ def test_longest_run_of_bad_files_is_long(labelled_root):
 
 
 def test_labelled_patches_skip_and_report_every_bad_file(labelled_root):
-    from sdaie.data.labelled import LabelledPatches, collate_skips
+    from sdaie.data.labelled import LabelledPatches
+    from sdaie.data.loading import collate_skips
 
     ds = LabelledPatches(labelled_root, n_patches=2, patch_size=64, seed=0)
     loader = DataLoader(ds, batch_size=8, shuffle=False, collate_fn=collate_skips)
@@ -78,7 +79,7 @@ def test_labelled_patches_stand_in_keeps_its_own_label(labelled_root):
 
 
 def test_pairs_skip_photos_that_became_unreadable(zoo, tmp_path):
-    from sdaie.data.labelled import collate_skips
+    from sdaie.data.loading import collate_skips
     from sdaie.data.pairs import PairBatchSampler, PairDataset
     from sdaie.exif.index import load_index, main as index_main
 

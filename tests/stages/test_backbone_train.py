@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from sdaie.engine.validation import validate_heldout
 from sdaie.models import load_checkpoint
 from sdaie.stages import backbone_train
 
@@ -89,44 +90,9 @@ def test_unreadable_photo_is_skipped_and_reported(tiny_world, tmp_path):
     cfg = load_config(out / "config.yaml")
     data = PairDataset(load_index(tmp_path / "idx"), range(12), n_patches=cfg.data.patches,
                        patch_size=cfg.model.patch_size)
-    figures, bad = backbone_train.validate(load_pretext_model(out / "checkpoints" / "last.pt"), data,
+    figures, bad = validate_heldout(load_pretext_model(out / "checkpoints" / "last.pt"), data,
                                            cfg, DistInfo(), nullcontext)
     assert [b["path"] for b in bad] == [str(victim)] and figures["Make"]["count"] == 11
-
-
-def test_heldout_metrics_against_brute_force_and_sklearn():
-    """All pairs of photos for rank heads, photo-level top-1 and majority share for class heads."""
-    from itertools import combinations
-
-    from sklearn.metrics import accuracy_score
-
-    from sdaie.config import HeadConfig
-
-    g = torch.Generator().manual_seed(0)
-    heads = [HeadConfig(tag="ISOSpeedRatings", kind="rank"), HeadConfig(tag="Make", kind="class", classes=3)]
-    n = 40
-    rank_y = torch.randint(0, 5, (n,), generator=g).double()
-    rank_y[::7] = float("nan")
-    class_y = torch.randint(0, 3, (n,), generator=g).double()
-    class_y[::9] = float("nan")
-    scores = rank_y.nan_to_num(2.0) + torch.randn(n, generator=g, dtype=torch.float64) * 2
-    logits = torch.randn(n, 3, generator=g)
-    got = backbone_train.heldout_metrics([scores[:, None], logits],
-                                         torch.stack([rank_y, class_y], dim=1), heads)
-    good = total = 0
-    for i, j in combinations(range(n), 2):
-        if not (torch.isnan(rank_y[i]) or torch.isnan(rank_y[j]) or rank_y[i] == rank_y[j]):
-            total += 1
-            good += bool((scores[i] > scores[j]) == (rank_y[i] > rank_y[j]))
-    assert got["ISOSpeedRatings"]["count"] == total and got["ISOSpeedRatings"]["photos"] == 34
-    assert got["ISOSpeedRatings"]["accuracy"] == pytest.approx(good / total)
-    known = ~torch.isnan(class_y)
-    y = class_y[known].long().numpy()
-    assert got["Make"]["count"] == len(y)
-    assert got["Make"]["accuracy"] == pytest.approx(accuracy_score(y, logits[known].argmax(1).numpy()))
-    counts = [(y == c).sum() for c in range(3)]
-    assert got["Make"]["baseline"] == pytest.approx(max(counts) / len(y))
-    assert got["Make"]["majority_class"] == int(max(range(3), key=lambda c: counts[c]))
 
 
 def test_validation_scores_each_photo_once_with_seeded_patches(tiny_world):
@@ -144,8 +110,8 @@ def test_validation_scores_each_photo_once_with_seeded_patches(tiny_world):
     model = PretextModel(cfg.model, cfg.schema.heads)
     data = PairDataset(index, range(len(index.records)), n_patches=cfg.data.patches,
                        patch_size=cfg.model.patch_size)
-    first, skipped = backbone_train.validate(model, data, cfg, DistInfo(), nullcontext)
-    again, _ = backbone_train.validate(model, data, cfg, DistInfo(), nullcontext)
+    first, skipped = validate_heldout(model, data, cfg, DistInfo(), nullcontext)
+    again, _ = validate_heldout(model, data, cfg, DistInfo(), nullcontext)
     assert first == again and skipped == []
     assert first["Make"]["count"] == len(index.records) == 12
     iso = index.labels_tensor()[:, [h.tag for h in cfg.schema.heads].index("ISOSpeedRatings")]
@@ -188,7 +154,7 @@ def test_two_process_torchrun_on_cpu(tiny_world, tmp_path):
     index = load_index(tiny_world["index"])
     _, val_ids = split_by_photo(len(index.records), 0.25, cfg.run.seed)
     data = PairDataset(index, val_ids, n_patches=cfg.data.patches, patch_size=cfg.model.patch_size)
-    alone, _ = backbone_train.validate(load_pretext_model(out / "checkpoints" / "last.pt"), data, cfg,
+    alone, _ = validate_heldout(load_pretext_model(out / "checkpoints" / "last.pt"), data, cfg,
                                        DistInfo(), nullcontext)
     ddp = json.loads((out / "val_metrics.json").read_text())["heads"]
     for name, figures in alone.items():

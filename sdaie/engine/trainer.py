@@ -1,0 +1,234 @@
+"""The one training loop, for every training stage, in one process or under torchrun/DDP.
+
+:func:`run_training` joins the process group, sets up logging, seeds, precision, and hands a
+:class:`~sdaie.engine.task.RunContext` to the stage's :class:`~sdaie.engine.task.TrainingTask`,
+which builds its model, optimiser and data. :class:`Trainer` then resumes if asked, wraps the
+model in DDP, and runs the schedule: per step, batch to device -> forward (autocast) -> loss ->
+backward -> optimiser step, with the step's figures summed on the device; per log interval,
+one host read of those sums (over all ranks), the finiteness check and a ``train_log.csv`` row;
+per checkpoint, an atomic ``<unit>_<n>.pt`` plus ``last.pt`` (rank 0), then the task's
+validation into ``val_log.csv``; at the end ``summary.json``.
+
+Resumed runs end with the weights of uninterrupted ones: the checkpoint holds the optimiser and
+every RNG state, the tasks' data are functions of (seed, step or epoch), and neither validation
+nor the creation of data-loader iterators touches the global RNGs (:func:`global_rng_untouched`),
+so the model is their only consumer. Stopping at a step boundary (a signal) would hook into
+:meth:`Trainer._round` after :meth:`Trainer._step`.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from sdaie.config import Config, to_dict
+from sdaie.distributed import barrier, distributed
+from sdaie.engine.checkpointing import link_latest, resolve_resume, restore_training, rng_state
+from sdaie.engine.meter import DeviceMeter
+from sdaie.engine.precision import Precision
+from sdaie.engine.runlog import CsvLog, SkipReporter, Timer, setup_logging, write_json
+from sdaie.engine.task import Interval, RunContext, StepOutput, TrainingTask
+from sdaie.runinfo import write_run_info
+from sdaie.seeding import seed_all
+
+
+def run_training(stage: str, cfg: Config, resume_arg: str | None,
+                 build: Callable[[RunContext], TrainingTask], amp: bool = False,
+                 tf32: bool | None = None) -> dict[str, Any]:
+    """Train the task ``build(run)`` under ``stage``'s name; returns what summary.json holds.
+
+    ``resume_arg``: ``--resume`` (``"auto"`` or a path; None defers to ``run.resume``).
+    """
+    out = Path(cfg.run.out_dir)
+    with distributed(cfg.run.device, cfg.run.dist_timeout_s) as info:
+        log = setup_logging(out if info.is_main else None, info.is_main, stage)
+        timer = Timer()
+        seed_all(cfg.run.seed)  # identical initial weights on every rank
+        run = RunContext(stage, cfg, info, out, log, Precision(info.device, amp, tf32),
+                         SkipReporter(out / "skipped.jsonl", info.is_main, log))
+        return Trainer(run, build(run), timer).fit(resume_arg)
+
+
+@contextmanager
+def global_rng_untouched() -> Iterator[None]:
+    """Run a block without changing torch's global CPU generator.
+
+    A DataLoader iterator draws its workers' base seed from that generator; the draws would
+    differ between a resumed and an uninterrupted run, and so would everything after them.
+    """
+    with torch.random.fork_rng(devices=[]):
+        yield
+
+
+class Trainer:
+    """Runs one :class:`TrainingTask` to the end of its schedule."""
+
+    def __init__(self, run: RunContext, task: TrainingTask, timer: Timer | None = None):
+        self.run, self.task = run, task
+        self.schedule = task.schedule
+        self.timer = timer or Timer()
+        self.ckpt_dir = run.out / "checkpoints"
+        self.meter = DeviceMeter()
+        self.skipped: list[dict] = []
+        self.progress = 0
+        self.last_validation: dict[str, Any] = {}
+        self.tick = Timer()
+        self.train_log: CsvLog | None = None
+        self.val_log: CsvLog | None = None
+
+    def fit(self, resume_arg: str | None = None) -> dict[str, Any]:
+        run, task, schedule = self.run, self.task, self.schedule
+        self.progress, resumed = self._resume(resume_arg)
+        net = self._wrap(task.forward_module())
+        env: dict[str, Any] = {}
+        if run.info.is_main:
+            env = write_run_info(run.out, run.cfg, stage=run.stage, world_size=run.info.world_size,
+                                 resumed_from=str(resumed) if resumed else None, **task.run_facts())
+        task.announce(self.progress)
+        step = schedule.start_step(self.progress)
+        if run.info.is_main:
+            self.train_log = CsvLog(run.out / "train_log.csv", truncate_after=step)
+            self.val_log = CsvLog(run.out / "val_log.csv", truncate_after=self.progress,
+                                  key=schedule.unit)
+        task.model.train()
+        for r in range(schedule.rounds):
+            if step < schedule.round_end(r):
+                step = self._round(net, r, step)
+        return self._finish(env)
+
+    def _resume(self, resume_arg: str | None) -> tuple[int, Path | None]:
+        """(progress recorded by the checkpoint resumed from, its path); (0, None) for a fresh run."""
+        unit = self.schedule.unit
+        path = resolve_resume(resume_arg, self.run.cfg.run.resume, self.ckpt_dir, unit)
+        if path is None:
+            return 0, None
+        ckpt = self.task.read_checkpoint(path)
+        self.task.check_resume(ckpt, str(path))
+        restore_training(ckpt, self.task.model, self.task.optimizer, str(path))
+        progress = int(ckpt[unit])
+        self.run.log.info("resumed from %s %s %d", path, self.schedule.resumed_phrase, progress)
+        return progress, path
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        info = self.run.info
+        if not info.distributed:
+            return module
+        return DistributedDataParallel(
+            module, device_ids=[info.device] if info.device.type == "cuda" else None)
+
+    def _round(self, net: nn.Module, r: int, step: int) -> int:
+        """Steps of round ``r`` after global step ``step``; returns the round's last step."""
+        end = self.schedule.round_end(r)
+        with global_rng_untouched():
+            batches = iter(self.task.batches(r, step))
+        self.tick = Timer()
+        for batch in batches:
+            if step == end:
+                raise RuntimeError(f"round {r} yields more than its {self.schedule.round_steps} "
+                                   "scheduled batches")
+            step += 1
+            self._step(net, batch)
+            if self.schedule.log_due(step):
+                self._log(step)
+            if self.schedule.checkpoint_due(step):
+                self._checkpoint(step)
+        if step != end:
+            raise RuntimeError(f"round {r} ended at step {step}, scheduled to end at {end}: the "
+                               "data and the schedule disagree on the number of batches")
+        return step
+
+    def _step(self, net: nn.Module, batch: Sequence[Any]) -> None:
+        """One optimiser step; nothing here waits for the device."""
+        *tensors, skipped = batch
+        device = self.run.info.device
+        tensors = [t.to(device, non_blocking=True) for t in tensors]
+        precision, optimizer = self.run.precision, self.task.optimizer
+        with precision.autocast():
+            outputs = self.task.forward(net, tensors)
+        out = self.task.loss(outputs, tensors)
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward(out.loss)
+        precision.step(optimizer)
+        self.meter.add(_logged(out))
+        self.skipped += skipped
+
+    def _log(self, step: int) -> None:
+        steps = self.meter.steps
+        interval = self._interval(step, steps, self.meter.collect())
+        self.run.report_skipped(self.skipped)
+        self.skipped = []
+        self._require_finite(interval)
+        if self.run.info.is_main:
+            row, message = self.task.log_row(interval)
+            self.train_log.append(row)
+            self.run.log.info(message)
+        self.tick = Timer()
+
+    def _interval(self, step: int, steps: int, sums: dict[str, torch.Tensor]) -> Interval:
+        weight = float(sums.get("weight", 0.0))
+        mean = max(weight, 1.0)
+        terms = {k.split("/", 1)[1]: float(v) / mean for k, v in sums.items() if k.startswith("term/")}
+        counts = {k.split("/", 1)[1]: v for k, v in sums.items() if k.startswith("count/")}
+        return Interval(step=step, round=self.schedule.round_of(step),
+                        step_in_round=self.schedule.step_in_round(step), steps=steps,
+                        world_size=self.run.info.world_size, seconds=self.tick.elapsed(),
+                        elapsed=self.timer.elapsed(), loss=float(sums.get("loss", math.nan)) / mean,
+                        terms=terms, counts=counts, weight=weight)
+
+    def _require_finite(self, interval: Interval) -> None:
+        values = {"loss": interval.loss, **interval.terms}
+        if not all(math.isfinite(v) for v in values.values()):
+            first = interval.step - interval.steps + 1
+            raise FloatingPointError(f"non-finite {self.task.kind} loss in steps {first}..{interval.step} "
+                                     f"(interval means): {values}")
+
+    def _checkpoint(self, step: int) -> None:
+        """Save (rank 0), then validate (every rank); never after a non-finite loss."""
+        if self.meter.steps and not self.meter.all_finite():  # steps since the last log line
+            self._require_finite(self._interval(step, self.meter.steps, self.meter.collect()))
+        progress = self.schedule.progress(step)
+        if self.run.info.is_main:
+            self._save(progress)
+        with global_rng_untouched():
+            row = self.task.validate(progress)
+        if row is not None:
+            self.last_validation = row
+            if self.run.info.is_main:
+                self.val_log.append({self.schedule.unit: progress, **row})
+        barrier()
+        self.progress = progress
+
+    def _save(self, progress: int) -> None:
+        path = self.ckpt_dir / self.schedule.checkpoint_name(progress)
+        state = {"optimizer": self.task.optimizer.state_dict(), self.schedule.unit: progress,
+                 **self.task.checkpoint_extra(progress), "rng": rng_state()}
+        self.task.write_checkpoint(path, self.run.cfg, state)
+        link_latest(path, self.ckpt_dir / "last.pt")
+
+    def _finish(self, env: dict[str, Any]) -> dict[str, Any]:
+        run, unit = self.run, self.schedule.unit
+        summary = {"stage": run.stage, f"{unit}s": self.progress, "world_size": run.info.world_size,
+                   "checkpoint": str(self.ckpt_dir / "last.pt"),
+                   **self.task.summary_facts(sorted(run.report_skipped.seen), self.last_validation),
+                   "time_s": self.timer.elapsed(), "config": to_dict(run.cfg), "environment": env}
+        if run.info.is_main:
+            write_json(run.out / "summary.json", summary)
+            run.log.info("done: %d %ss in %.1f s; checkpoint %s", self.progress, unit,
+                         summary["time_s"], summary["checkpoint"])
+        return summary
+
+
+def _logged(out: StepOutput) -> dict[str, torch.Tensor]:
+    """A step's figures for the meter: loss and terms times the step's weight, counts as they are."""
+    w = out.weight
+    values = {"loss": out.loss.detach().double() * w,
+              "weight": out.loss.new_full((), float(w), dtype=torch.float64)}
+    values.update({f"term/{k}": v.detach().double() * w for k, v in out.terms.items()})
+    values.update({f"count/{k}": v for k, v in out.counts.items()})
+    return values
