@@ -1,7 +1,6 @@
-"""Device choice and seeding: CPU and CUDA alike, never a hard-coded device."""
+"""Device choice: CPU and CUDA alike, never a hard-coded device."""
 
 from __future__ import annotations
-
 
 import torch
 

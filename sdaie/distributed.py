@@ -3,7 +3,7 @@
 torchrun exports RANK / WORLD_SIZE / LOCAL_RANK (and MASTER_ADDR / MASTER_PORT); when they are
 absent the run is one ordinary process and no process group is created, so every stage runs the
 same on a laptop, under pytest, and on GPU nodes. NCCL is used on CUDA, gloo on CPU. Only rank 0
-logs, draws progress bars and writes files; :func:`is_main` is the one test for that.
+logs, draws progress bars and writes files; :attr:`DistInfo.is_main` is the one test for that.
 """
 
 from __future__ import annotations
@@ -82,10 +82,6 @@ def distributed(device: str = "auto", timeout_s: int = 1800) -> Iterator[DistInf
         yield info
     finally:
         cleanup()
-
-
-def is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def barrier() -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sdaie.config import Config, ConfigError, load_config
+from sdaie.data.imageio import ImageLoadError
 from sdaie.engine.runlog import write_json
+from sdaie.models.checkpoint import CheckpointError
 
 
 def stage_parser(prog: str, description: str, resume: bool = False) -> argparse.ArgumentParser:
@@ -48,9 +50,6 @@ def run_stage(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     Under torchrun the run is wrapped in torchelastic's ``record``, so the failing rank's error lands
     in the launcher's summary.
     """
-    from sdaie.data.imageio import ImageLoadError
-    from sdaie.models.checkpoint import CheckpointError
-
     args = parse_stage_args(parser, argv)
     cfg = load_stage_config(args)
 
@@ -63,6 +62,7 @@ def run_stage(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
             raise SystemExit(f"checkpoint error: {exc}") from None
 
     if "TORCHELASTIC_ERROR_FILE" in os.environ:  # set by torchrun for each worker
+        # torchelastic is needed under torchrun only; a plain run does not load it
         from torch.distributed.elastic.multiprocessing.errors import record
 
         record(_run)()

@@ -119,6 +119,30 @@ def test_validation_scores_each_photo_once_with_seeded_patches(tiny_world):
     assert first["ISOSpeedRatings"]["count"] == differing
 
 
+def test_a_training_step_reads_nothing_back_to_the_host(tiny_world, tmp_path, host_reads):
+    """Forward and loss of a pretext step keep every figure on the device (the engine reads them
+    once per log interval)."""
+    import logging
+
+    from sdaie.config import load_config
+    from sdaie.distributed import DistInfo
+    from sdaie.engine.precision import Precision
+    from sdaie.engine.runlog import SkipReporter
+    from sdaie.engine.task import RunContext
+
+    cfg = load_config(TINY / "backbone.yaml", [f"data.index={tiny_world['index']}", "data.workers=0"])
+    log = logging.getLogger("test")
+    task = backbone_train.PretextTask(RunContext("t", cfg, DistInfo(), tmp_path, log,
+                                                 Precision(torch.device("cpu")),
+                                                 SkipReporter(tmp_path / "s.jsonl", True, log)))
+    *batch, _ = next(iter(task.batches(0, 0)))
+    host_reads.clear()  # loading the batch may read CPU tensors; the step must not
+    out = task.loss(task.forward(task.model, batch), batch)
+    out.loss.backward()
+    assert host_reads == [] and set(out.terms) == {h.tag for h in cfg.schema.heads}
+    assert out.counts["heads"].shape == (len(cfg.schema.heads), 2)
+
+
 def test_missing_index_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="data.index"):
         backbone_train.main(["--config", str(TINY / "backbone.yaml"), f"run.out_dir={tmp_path}"])

@@ -18,6 +18,28 @@ def _train_args(world, ckpt, out, *extra):
             f"run.out_dir={out}", *extra]
 
 
+def test_a_training_step_reads_nothing_back_to_the_host(tiny_world, pretext_ckpt, tmp_path, host_reads):
+    import logging
+
+    from sdaie.config import load_config
+    from sdaie.distributed import DistInfo
+    from sdaie.engine.precision import Precision
+    from sdaie.engine.runlog import SkipReporter
+    from sdaie.engine.task import RunContext
+
+    cfg = load_config(TINY / "bc_train.yaml", _train_args(tiny_world, pretext_ckpt, tmp_path)[2:])
+    log = logging.getLogger("test")
+    task = bc_train.BinaryTask(RunContext("t", cfg, DistInfo(), tmp_path, log,
+                                          Precision(torch.device("cpu")),
+                                          SkipReporter(tmp_path / "s.jsonl", True, log)))
+    *batch, _ = next(iter(task.batches(0, 0)))
+    host_reads.clear()  # loading the batch may read CPU tensors; the step must not
+    out = task.loss(task.forward(task.forward_module(), batch), batch)
+    out.loss.backward()
+    assert host_reads == [] and {"ce", "mse_f1", "mse_f5"} <= set(out.terms)
+    assert out.weight == len(batch[1]) and out.counts["correct"].shape == ()
+
+
 def test_train_checkpoints_each_epoch_and_resumes_exactly(tiny_world, pretext_ckpt, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     assert bc_train.main(_train_args(tiny_world, pretext_ckpt, full, "binary.epochs=2")) == 0
