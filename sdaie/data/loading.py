@@ -44,11 +44,12 @@ def worker_init(seed: int, step: int) -> Callable[[int], None]:
     return functools.partial(_seed_worker, seed, step)
 
 
-def skip_loader(dataset: Dataset, data: DataConfig, device: torch.device, seed: int, seed_step: int,
+def seeded_loader(dataset: Dataset, data: DataConfig, device: torch.device, seed: int, seed_step: int,
                 **batching: Any) -> DataLoader:
-    """A loader of ``collate_skips`` batches; ``batching``: ``batch_size``/``sampler`` or ``batch_sampler``.
+    """A DataLoader with seeded workers and :func:`collate_skips` batches.
 
-    ``seed_step`` (start step or epoch) makes worker seeds differ between the loaders of one run.
+    ``seed_step`` (start step or epoch) makes worker seeds differ between the loaders of one run;
+    ``batching``: ``batch_size`` and ``sampler``, or ``batch_sampler``.
     """
     workers = data.workers
     return DataLoader(dataset, num_workers=workers, collate_fn=collate_skips,

@@ -59,8 +59,9 @@ def run_training(stage: str, cfg: Config, resume_arg: str | None,
 def global_rng_untouched() -> Iterator[None]:
     """Run a block without changing torch's global CPU generator.
 
-    A DataLoader iterator draws its workers' base seed from that generator; the draws would
-    differ between a resumed and an uninterrupted run, and so would everything after them.
+    Used for what happens between training steps: creating a DataLoader iterator (it draws its
+    workers' base seed from that generator) and validation. An uninterrupted run does these at
+    other points than a resumed one, so any draw they made would shift every later draw.
     """
     with torch.random.fork_rng(devices=[]):
         yield
@@ -83,6 +84,7 @@ class Trainer:
         self.val_log: CsvLog | None = None
 
     def fit(self, resume_arg: str | None = None) -> dict[str, Any]:
+        """Resume if asked, train to the end of the schedule; returns what summary.json holds."""
         run, task, schedule = self.run, self.task, self.schedule
         self.progress, resumed = self._resume(resume_arg)
         net = self._wrap(task.forward_module())
@@ -116,6 +118,7 @@ class Trainer:
         return progress, path
 
     def _wrap(self, module: nn.Module) -> nn.Module:
+        """DDP over the process group (gradients averaged in backward); the module alone otherwise."""
         info = self.run.info
         if not info.distributed:
             return module
@@ -171,14 +174,14 @@ class Trainer:
         self.tick = Timer()
 
     def _interval(self, step: int, steps: int, sums: dict[str, torch.Tensor]) -> Interval:
-        weight = float(sums.get("weight", 0.0))
+        weight = float(sums["weight"])
         mean = max(weight, 1.0)
         terms = {k.split("/", 1)[1]: float(v) / mean for k, v in sums.items() if k.startswith("term/")}
         counts = {k.split("/", 1)[1]: v for k, v in sums.items() if k.startswith("count/")}
         return Interval(step=step, round=self.schedule.round_of(step),
                         step_in_round=self.schedule.step_in_round(step), steps=steps,
                         world_size=self.run.info.world_size, seconds=self.tick.elapsed(),
-                        elapsed=self.timer.elapsed(), loss=float(sums.get("loss", math.nan)) / mean,
+                        elapsed=self.timer.elapsed(), loss=float(sums["loss"]) / mean,
                         terms=terms, counts=counts, weight=weight)
 
     def _require_finite(self, interval: Interval) -> None:

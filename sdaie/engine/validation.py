@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from sdaie.config import Config
 from sdaie.data.heldout import HeldOutPhotos
 from sdaie.data.labelled import LabelledPatches
-from sdaie.data.loading import collate_skips, skip_loader
+from sdaie.data.loading import collate_skips, seeded_loader
 from sdaie.data.pairs import PairDataset
 from sdaie.distributed import DistInfo, all_gather_objects
 from sdaie.metrics import detection_metrics, heldout_metrics
@@ -83,8 +83,8 @@ def quick_validation(detector: nn.Module, dataset: LabelledPatches, cfg: Config,
     ids = list(range(min(n, limit)))[info.rank::info.world_size]
     detector.eval()
     scores, labels = [], []
-    loader = skip_loader(Subset(dataset, ids), cfg.data, info.device, cfg.run.seed, 0,
-                         batch_size=cfg.binary.batch_size, sampler=None)
+    loader = seeded_loader(Subset(dataset, ids), cfg.data, info.device, cfg.run.seed, 0,
+                           batch_size=cfg.binary.batch_size, sampler=None)
     for x, y, _ in loader:
         with autocast():
             logits = detector(x.to(info.device)).float()

@@ -20,13 +20,15 @@ interrupted run ends with the same weights as an uninterrupted one. The loop its
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Sequence
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from sdaie.config import Config, head_names
-from sdaie.data.loading import skip_loader
+from sdaie.data.loading import seeded_loader
 from sdaie.data.pairs import PairBatchSampler, PairDataset, check_index_schema, split_by_photo
 from sdaie.engine.checkpointing import check_resumable, check_same_stream
 from sdaie.engine.runlog import write_json
@@ -41,7 +43,7 @@ from sdaie.models.losses import pretext_loss
 from sdaie.stages.common import run_stage, stage_parser
 
 
-def get_args_parser():
+def get_args_parser() -> argparse.ArgumentParser:
     return stage_parser("backbone_train", "Pretext (EXIF) training of the SDAIE extractor.",
                         resume=True)
 
@@ -89,13 +91,13 @@ class PretextTask(TrainingTask):
                           "device %s", len(self.train_ids), len(self.val_ids), info.world_size,
                           self.pc.batch_size, start, self.pc.steps, info.device)
 
-    def batches(self, round_index: int, start_step: int):
+    def batches(self, round_index: int, start_step: int) -> DataLoader:
         info = self.run.info
         sampler = PairBatchSampler(len(self.train_ids), self.pc.batch_size, self.cfg.run.seed,
                                    info.rank, info.world_size, start_step=start_step,
                                    total_steps=self.pc.steps)
-        return skip_loader(self.train_set, self.cfg.data, info.device, self.cfg.run.seed,
-                           start_step, batch_sampler=sampler)
+        return seeded_loader(self.train_set, self.cfg.data, info.device, self.cfg.run.seed,
+                             start_step, batch_sampler=sampler)
 
     def forward(self, net: nn.Module, batch: Sequence[torch.Tensor]) -> tuple[list, list]:
         """Both photos of each pair in ONE forward (the transformer sees each image's patches alone)."""

@@ -20,16 +20,17 @@ epoch when ``binary.val_root`` is set: accuracy / AP / ROC-AUC of the QUICK vali
 
 from __future__ import annotations
 
+import argparse
 import math
 from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from sdaie.config import Config
 from sdaie.data.labelled import LabelledPatches
-from sdaie.data.loading import skip_loader
+from sdaie.data.loading import seeded_loader
 from sdaie.data.transforms import AugmentConfig
 from sdaie.engine.checkpointing import check_resumable
 from sdaie.engine.schedule import Schedule
@@ -43,7 +44,7 @@ from sdaie.stages.common import run_stage, stage_parser
 MSE_TERMS = ("mse_f1", "mse_f2", "mse_f3", "mse_f4", "mse_f5")
 
 
-def get_args_parser():
+def get_args_parser() -> argparse.ArgumentParser:
     return stage_parser("bc_train", "Binary (real vs generated) detector training.", resume=True)
 
 
@@ -64,8 +65,8 @@ class BinaryTask(TrainingTask):
     kind = "binary"
 
     def __init__(self, run: RunContext):
-        self.run, self.cfg, self.bc = run, run.cfg, run.cfg.binary
         cfg, bc, info = run.cfg, run.cfg.binary, run.info
+        self.run, self.cfg, self.bc = run, cfg, bc
         self.model = binary_from_pretext(bc.pretext_checkpoint).to(info.device)
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad],
                                           lr=bc.lr)
@@ -101,11 +102,12 @@ class BinaryTask(TrainingTask):
                  len(self.train_set), files.n_real, files.n_fake, info.world_size,
                  self.bc.batch_size, start, self.bc.epochs, info.device)
 
-    def batches(self, round_index: int, start_step: int):
+    def batches(self, round_index: int, start_step: int) -> DataLoader:
         self.sampler.set_epoch(round_index)
         self.train_set.set_epoch(round_index)
-        return skip_loader(self.train_set, self.cfg.data, self.run.info.device, self.cfg.run.seed,
-                           round_index, batch_size=self.bc.batch_size, sampler=self.sampler)
+        return seeded_loader(self.train_set, self.cfg.data, self.run.info.device,
+                             self.cfg.run.seed, round_index, batch_size=self.bc.batch_size,
+                             sampler=self.sampler)
 
     def forward(self, net: nn.Module, batch: Sequence[torch.Tensor]) -> Any:
         return net(batch[0])

@@ -95,30 +95,6 @@ def test_unreadable_photo_is_skipped_and_reported(tiny_world, tmp_path):
     assert [b["path"] for b in bad] == [str(victim)] and figures["Make"]["count"] == 11
 
 
-def test_validation_scores_each_photo_once_with_seeded_patches(tiny_world):
-    from contextlib import nullcontext
-
-    from sdaie.config import load_config
-    from sdaie.data.pairs import PairDataset
-    from sdaie.distributed import DistInfo
-    from sdaie.exif.index import load_index
-    from sdaie.models import PretextModel
-
-    cfg = load_config(TINY / "backbone.yaml")
-    index = load_index(tiny_world["index"])
-    torch.manual_seed(0)
-    model = PretextModel(cfg.model, cfg.schema.heads)
-    data = PairDataset(index, range(len(index.records)), n_patches=cfg.data.patches,
-                       patch_size=cfg.model.patch_size)
-    first, skipped = validate_heldout(model, data, cfg, DistInfo(), nullcontext)
-    again, _ = validate_heldout(model, data, cfg, DistInfo(), nullcontext)
-    assert first == again and skipped == []
-    assert first["Make"]["count"] == len(index.records) == 12
-    iso = index.labels_tensor()[:, [h.tag for h in cfg.schema.heads].index("ISOSpeedRatings")]
-    differing = sum(bool(iso[i] != iso[j]) for i in range(12) for j in range(i + 1, 12))
-    assert first["ISOSpeedRatings"]["count"] == differing
-
-
 def test_a_training_step_reads_nothing_back_to_the_host(tiny_world, tmp_path, host_reads):
     """Forward and loss of a pretext step keep every figure on the device (the engine reads them
     once per log interval)."""
