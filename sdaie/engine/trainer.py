@@ -11,9 +11,14 @@ validation into ``val_log.csv``; at the end ``summary.json``.
 
 Resumed runs end with the weights of uninterrupted ones: the checkpoint holds the optimiser and
 every RNG state, the tasks' data are functions of (seed, step or epoch), and neither validation
-nor the creation of data-loader iterators touches the global RNGs (:func:`global_rng_untouched`),
-so the model is their only consumer. Stopping at a step boundary (a signal) would hook into
-:meth:`Trainer._round` after :meth:`Trainer._step`.
+nor the creation of data-loader iterators draws from torch's global generator
+(:func:`global_rng_untouched`), so the model is its only consumer.
+
+Where later run controls belong: a stop request (SIGTERM) is checked in :meth:`Trainer._round`
+after each :meth:`Trainer._step` (an epoch-counted run then also records the step within the
+epoch, which :meth:`TrainingTask.batches` already receives); refusing an existing run folder, and
+resuming from ``last.pt`` after a torchrun restart, in :meth:`Trainer._resume`; fp16 with a
+gradient scaler in :class:`~sdaie.engine.precision.Precision`.
 """
 
 from __future__ import annotations
