@@ -18,7 +18,8 @@ import torch
 from sdaie.config import HeadConfig, ModelConfig
 from sdaie.data.imageio import load_image
 from sdaie.data.patches import grid_patches
-from sdaie.detect import FAKE, REAL, expand_inputs, main
+from sdaie.api import expand_inputs
+from sdaie.detect import FAKE, REAL, main
 from sdaie.models import (BinaryDetector, PretextModel, load_binary_detector, load_extractor,
                           save_checkpoint)
 from sdaie.hashing import file_hash

@@ -8,7 +8,7 @@ from sdaie.data.patches import grid_patches
 from sdaie.data.transforms import CLEAN, parse_perturbation
 from sdaie.models import build_extractor
 from sdaie.hashing import file_hash
-from sdaie.oneclass.features import FeatureCache, extract_features, image_feature
+from sdaie.scoring import FeatureCache, extract_features, image_feature
 
 TINY = ModelConfig(width=4, depths=[1, 1, 1, 1], transformer_depth=1, attn_heads=2, dim_head=4,
                    mlp_dim=8, patch_size=16)
