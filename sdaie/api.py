@@ -116,18 +116,22 @@ def to_image(x: Image.Image | torch.Tensor | np.ndarray) -> Image.Image:
     """
     if isinstance(x, Image.Image):
         return to_rgb(x)
-    t = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).detach().cpu()
-    if t.dim() != 3 or 3 not in (t.shape[0], t.shape[-1]):
-        raise ValueError(f"expected a 3-channel CHW or HWC image, got shape {list(t.shape)}")
-    if t.shape[0] == 3:
-        t = t.permute(1, 2, 0)
-    if t.is_floating_point():
-        if not bool(((t >= 0) & (t <= 1)).all()):
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        a = (x.double() if x.is_floating_point() else x).numpy()
+    else:
+        a = np.asarray(x)
+    if a.ndim != 3 or 3 not in (a.shape[0], a.shape[-1]):
+        raise ValueError(f"expected a 3-channel CHW or HWC image, got shape {list(a.shape)}")
+    if a.shape[0] == 3:
+        a = a.transpose(1, 2, 0)
+    if np.issubdtype(a.dtype, np.floating):
+        if not ((a >= 0) & (a <= 1)).all():
             raise ValueError("float pixels must lie in [0, 1] (not normalised ones)")
-        t = (t.double() * 255.0).round().to(torch.uint8)
-    elif t.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 or float pixels, got {t.dtype}")
-    return Image.fromarray(t.contiguous().numpy(), mode="RGB")
+        a = np.rint(a.astype(np.float64) * 255.0).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise ValueError(f"expected uint8 or float pixels, got {a.dtype}")
+    return Image.fromarray(np.ascontiguousarray(a))
 
 
 def _oom_errors() -> tuple[type[BaseException], ...]:
@@ -243,6 +247,7 @@ class Detector:
         """One row for one image (a file path, a PIL image, a 3-D tensor or array); a list of
         rows for a list, a folder (image files below it, recursively) or a glob pattern.
 
+        A list of paths is expanded as ``sdaie detect`` expands its arguments (each file once).
         Raises ``ValueError`` for a tensor or array that is not an image (see :func:`to_image`).
         """
         if isinstance(x, (str, Path)):
@@ -251,6 +256,8 @@ class Detector:
             return rows if many else rows[0]
         if isinstance(x, (Image.Image, torch.Tensor, np.ndarray)):
             return self.score_image(x)
+        if all(isinstance(item, (str, Path)) for item in x):
+            return [self.score_target(t) for t in expand_inputs(x)]
         return [row for item in x for row in _as_list(self.score(item))]
 
     def score_target(self, target: Target) -> dict[str, Any]:

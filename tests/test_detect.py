@@ -198,6 +198,8 @@ def test_unusable_setup_exits_2(world, tmp_path, capsys):
     assert "--mode oc" in capsys.readouterr().err
     assert main([img, "--mode", "oc", "--checkpoint", str(world["pretext"])]) == 2
     assert "--gmm" in capsys.readouterr().err
+    assert main([img, "--no-progress"]) == 2  # the binary detector has no default checkpoint
+    assert "--mode bc needs --checkpoint" in capsys.readouterr().err
     # a GMM fitted on another checkpoint's features is refused by name
     torch.manual_seed(1)
     other = save_checkpoint(tmp_path / "other.pt", "pretext",
