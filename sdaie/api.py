@@ -93,12 +93,15 @@ def expand_inputs(args: Sequence[str | Path]) -> list[Target]:
             add_dir(p, arg)
         elif p.is_file():
             add(p)
-        elif any(c in GLOB_CHARS for c in arg):
+        elif _is_glob(arg):
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:
                 out.append(Target(arg, "pattern matched no file"))
             for m in matches:
-                add_dir(Path(m), m) if Path(m).is_dir() else add(Path(m))
+                if Path(m).is_dir():
+                    add_dir(Path(m), m)
+                else:
+                    add(Path(m))
         elif p.exists():
             out.append(Target(arg, "not a regular file or folder"))
         else:
@@ -154,9 +157,12 @@ def _load_gmm_checked(gmm_path: str | Path,
         raise SetupError(f"cannot read the GMM {gmm_path}: {exc}") from exc
     if checkpoint is None:
         checkpoint = meta.get("checkpoint")
-        if not checkpoint or not Path(checkpoint).is_file():
-            raise SetupError(f"{gmm_path} records the backbone {checkpoint!r}, which is not "
-                             "there; pass the pretext checkpoint the GMM was fitted with")
+        if not checkpoint:
+            raise SetupError(f"{gmm_path} records no backbone; pass the pretext checkpoint the "
+                             "GMM was fitted with")
+        if not Path(checkpoint).is_file():
+            raise SetupError(f"{gmm_path} records the backbone {checkpoint}, which is not there; "
+                             "pass the pretext checkpoint the GMM was fitted with")
     fitted_with = meta.get("checkpoint_hash")
     if fitted_with:
         try:
