@@ -94,7 +94,9 @@ class Decision:
 class Tiling:
     """How an image becomes the patches a scorer sees: perturbation, then the evaluation grid.
 
-    uint8 patches (a quarter of the memory of floats); the extractor normalises them per chunk.
+    Everything that decides which pixels reach the extractor lives here (a choice of crop and
+    resize protocol would be one more field). uint8 patches, a quarter of the memory of floats;
+    the extractor normalises them chunk by chunk.
     """
 
     patch_size: int
