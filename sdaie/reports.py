@@ -28,9 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from sklearn.metrics import roc_curve
+
 from sdaie.atomic import atomic_write_bytes, atomic_write_text
-from sdaie.labels import FAKE, REAL
 from sdaie.data.testsets import display_name, order_key
+from sdaie.data.transforms import Perturbation
+from sdaie.labels import FAKE, REAL
+from sdaie.metrics import roc_auc
 
 UNLABELLED = -1
 CLEAN = "clean"
@@ -99,8 +103,6 @@ def _pert_key(tag: str) -> tuple[int, str]:
 
 def perturbation_label(tag: str) -> str:
     """The tables' name (``jpeg=90``) of a score folder's tag (``jpeg90``); others unchanged."""
-    from sdaie.data.transforms import Perturbation
-
     m = re.fullmatch(r"(jpeg|blur|resize)([0-9.]+)", tag)
     return Perturbation(m[1], float(m[2])).spec if m else tag
 
@@ -131,14 +133,14 @@ def load_scores(scores_dir: str | Path) -> dict[str, list[SetScores]]:
 def matplotlib_missing() -> str | None:
     """None if plots can be drawn, else the reason (for the report)."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  # reason: optional (plots extra)
     except ImportError as exc:
         return f"matplotlib is not installed ({exc}); {PLOTS_EXTRA_HINT}"
     return None
 
 
 def _new_figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # reason: optional (plots extra)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
@@ -165,7 +167,7 @@ GROUPS = ((REAL, "real", "tab:blue"), (FAKE, "AI-generated", "tab:red"),
 
 def _symlog_edges(lo: float, hi: float, spread: float) -> tuple[np.ndarray, float]:
     """Edges evenly spaced on a symmetric-log axis whose linear part is a power of ten >= spread."""
-    from matplotlib.scale import SymmetricalLogTransform
+    from matplotlib.scale import SymmetricalLogTransform  # reason: optional (plots extra)
 
     linthresh = float(10.0 ** math.ceil(math.log10(max(spread, 1e-6))))
     t = SymmetricalLogTransform(10, linthresh, 1.0)
@@ -184,7 +186,7 @@ def _padded(lo: float, hi: float) -> np.ndarray:
 
 def _draw(ax, s: SetScores, edges: np.ndarray, threshold: float, kind: ScoreKind) -> str:
     """Each class as a filled step histogram, the threshold dashed; returns what lies off-axis."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # reason: optional (plots extra)
 
     outside = []
     for label, text, colour in GROUPS:
@@ -260,10 +262,6 @@ class RocCurve:
 
 def roc_curve_of(s: SetScores, kind: ScoreKind, threshold: float) -> RocCurve | None:
     """ROC, AI-generated positive, unlabelled and non-finite left out; None unless both classes."""
-    from sklearn.metrics import roc_curve
-
-    from sdaie.metrics import roc_auc
-
     keep = np.isfinite(s.scores) & (s.labels != UNLABELLED)
     y, x = s.labels[keep], s.scores[keep]
     if not ((y == REAL).any() and (y == FAKE).any()):
@@ -278,7 +276,7 @@ def roc_curve_of(s: SetScores, kind: ScoreKind, threshold: float) -> RocCurve | 
 def roc_png(path: str | Path, sets: Sequence[SetScores], kind: ScoreKind, threshold: float,
             subtitle: str = "") -> Path | None:
     """All labelled sets' ROC curves in one figure; None if no set has both classes."""
-    import matplotlib
+    import matplotlib  # reason: optional (plots extra)
 
     curves = [(s, roc_curve_of(s, kind, threshold)) for s in sets]
     curves = [(s, c) for s, c in curves if c is not None]

@@ -18,7 +18,8 @@ import torch
 from sdaie.config import HeadConfig, ModelConfig
 from sdaie.data.imageio import load_image
 from sdaie.data.patches import grid_patches
-from sdaie.detect import FAKE, REAL, expand_inputs, main
+from sdaie.api import expand_inputs
+from sdaie.detect import FAKE, REAL, main
 from sdaie.models import (BinaryDetector, PretextModel, load_binary_detector, load_extractor,
                           save_checkpoint)
 from sdaie.hashing import file_hash
@@ -197,6 +198,8 @@ def test_unusable_setup_exits_2(world, tmp_path, capsys):
     assert "--mode oc" in capsys.readouterr().err
     assert main([img, "--mode", "oc", "--checkpoint", str(world["pretext"])]) == 2
     assert "--gmm" in capsys.readouterr().err
+    assert main([img, "--no-progress"]) == 2  # the binary detector has no default checkpoint
+    assert "--mode bc needs --checkpoint" in capsys.readouterr().err
     # a GMM fitted on another checkpoint's features is refused by name
     torch.manual_seed(1)
     other = save_checkpoint(tmp_path / "other.pt", "pretext",

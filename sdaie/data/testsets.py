@@ -114,6 +114,7 @@ def list_labelled(root: str | Path, genimage_split: str = "val") -> LabelledFile
 class TestSet:
     """One evaluation set: its folder name (the key in tables), display name and location."""
 
+    __test__ = False  # a name pytest would otherwise try to collect from test modules
     name: str
     path: Path
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sdaie.config import Config, ConfigError, load_config
 from sdaie.data.imageio import ImageLoadError
-from sdaie.engine.runlog import write_json
 from sdaie.models.checkpoint import CheckpointError
 
 
@@ -69,16 +66,3 @@ def run_stage(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     else:
         _run()
     return 0
-
-
-def finish_evaluation(out: Path, kind: str, threshold: float, tables: tuple[Path, Path],
-                      summary: dict[str, Any], log: logging.Logger) -> dict[str, Any]:
-    """The end of oc_main / bc_eval: report.md with plots, summary.json, one log line."""
-    from sdaie.reports import write_report
-
-    csv_path, md_path = tables
-    summary["tables"] = [str(csv_path), str(md_path)]
-    summary["report"] = str(write_report(out, kind, threshold, md_path))
-    write_json(out / "summary.json", summary)
-    log.info("tables: %s, %s (%.1f s)", csv_path, md_path, summary["time_s"])
-    return summary

@@ -174,7 +174,7 @@ def test_a_crash_while_writing_keeps_the_previous_file(tmp_path, monkeypatch):
 
     from sdaie.data.transforms import CLEAN
     from sdaie.models import BinaryDetector, load_checkpoint, save_checkpoint
-    from sdaie.oneclass.features import FeatureCache, FeatureSet
+    from sdaie.scoring import FeatureCache, FeatureSet
     from sdaie.oneclass.gmm import fit_one_class, load_gmm, save_gmm
 
     from .conftest import tiny_model_cfg

@@ -91,7 +91,7 @@ def test_gmm_log_likelihoods_are_finite(extractor):
 
 def test_p_fake_is_finite(extractor):
     from sdaie.models import BinaryDetector
-    from sdaie.stages.bc_eval import p_fake
+    from sdaie.scoring import p_fake
 
     torch.manual_seed(1)
     detector = BinaryDetector(extractor.cfg).eval()

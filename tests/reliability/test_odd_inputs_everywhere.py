@@ -161,7 +161,7 @@ def _patcher(img):
 
 
 def test_oneclass_features_skip_and_report(zoo, verdicts, extractor):
-    from sdaie.oneclass.features import extract_features
+    from sdaie.scoring import extract_features
     from sdaie.oneclass.gmm import fit_one_class
 
     paths = [f.path for f in zoo]
@@ -178,7 +178,7 @@ def test_oneclass_features_skip_and_report(zoo, verdicts, extractor):
 
 
 def test_oneclass_features_strict_raises_at_first_bad_file(zoo, extractor):
-    from sdaie.oneclass.features import extract_features
+    from sdaie.scoring import extract_features
 
     paths = sorted(f.path for f in zoo)
     with pytest.raises(ImageLoadError, match="decompression bomb") as info:
@@ -194,7 +194,7 @@ def test_oneclass_features_strict_raises_at_first_bad_file(zoo, extractor):
 @pytest.fixture(scope="module")
 def gmm_file(zoo, extractor, tiny_checkpoints, tmp_path_factory) -> Path:
     from sdaie.hashing import file_hash
-    from sdaie.oneclass.features import extract_features
+    from sdaie.scoring import extract_features
     from sdaie.oneclass.gmm import fit_one_class, save_gmm
 
     good = [f.path for f in zoo if f.kind in ("valid jpeg", "camera jpeg")]

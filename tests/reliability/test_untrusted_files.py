@@ -214,7 +214,7 @@ def test_malicious_gmm_is_refused(tmp_path, marker, tiny_checkpoints, capsys):
 
 def test_poisoned_feature_cache_is_ignored_not_unpickled(tmp_path, marker):
     from sdaie.data.transforms import CLEAN
-    from sdaie.oneclass.features import FeatureCache
+    from sdaie.scoring import FeatureCache
 
     cache = FeatureCache(tmp_path / "cache", "0123456789abcdef")
     path = cache.path("set", CLEAN, 16)

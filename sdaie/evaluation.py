@@ -1,0 +1,253 @@
+"""The evaluation loop of both detectors: perturbations x test sets -> per-image scores -> metrics
+-> tables, report and summary.
+
+``oc_main`` and ``bc_eval`` differ only in how a set of files becomes scores and in their decision
+rule; each gives that as a :class:`SetScorer` (:class:`OneClassSets`, :class:`BinarySets`) and
+everything else is here: label discovery, skipped-file reports, ``scores/<perturbation>/<set>.npz``,
+the metrics of labelled sets, the summary of unlabelled in-the-wild folders, the tables.
+
+Per-image scores come from :mod:`sdaie.scoring`, the path ``sdaie detect`` uses too.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from sdaie.atomic import atomic_savez
+from sdaie.config import Config
+from sdaie.data.testsets import TestSet, list_labelled
+from sdaie.data.transforms import Perturbation
+from sdaie.engine.runlog import Timer, append_jsonl, setup_logging, write_json
+from sdaie.metrics import detection_metrics
+from sdaie.oneclass.gmm import OneClassGMM
+from sdaie.reports import UNLABELLED, write_report
+from sdaie.runinfo import write_run_info
+from sdaie.scoring import (BinaryScorer, Decision, FeatureCache, FeatureSet, Tiling,
+                           extract_features, score_files)
+from sdaie.tables import HEADERS, write_tables
+
+Blocks = dict[str, dict[str, dict[str, float]]]  # {perturbation spec: {set name: figures}}
+
+
+class EvalOutput:
+    """What an evaluation run writes under ``out``: its log, ``skipped.jsonl``, per-set scores."""
+
+    def __init__(self, out_dir: str | Path, stage: str) -> None:
+        self.out = Path(out_dir)
+        self.stage = stage
+        self.log = setup_logging(self.out, True, stage)
+        self.timer = Timer()
+        self.skipped_log = self.out / "skipped.jsonl"
+
+    def begin(self, cfg: Config, **run_info: Any) -> dict[str, Any]:
+        """Write config and environment; clear the previous run's skipped list and scores (the
+        report plots every set found under ``scores/``). Returns the environment."""
+        env = write_run_info(self.out, cfg, stage=self.stage, **run_info)
+        self.skipped_log.unlink(missing_ok=True)
+        shutil.rmtree(self.out / "scores", ignore_errors=True)
+        return env
+
+    def report_skipped(self, set_name: str, pert: Perturbation, skipped: list[dict]) -> None:
+        for s in skipped:
+            self.log.warning("skipped %s: %s", s["path"], s["reason"])
+        append_jsonl(self.skipped_log, [{**s, "set": set_name, "perturbation": pert.spec}
+                                        for s in skipped])
+
+    def save_scores(self, pert: Perturbation, set_name: str, s: "SetScores",
+                    **extra: Any) -> Path:
+        safe = set_name.replace("/", "_")
+        return atomic_savez(self.out / "scores" / pert.tag / f"{safe}.npz", scores=s.scores,
+                            labels=s.labels, paths=np.array(s.paths, dtype=str),
+                            n_patches=s.n_patches, **extra)
+
+
+@dataclass
+class SetScores:
+    """One set's per-image scores under one perturbation (rows aligned), and what was skipped."""
+
+    scores: np.ndarray
+    labels: np.ndarray  # 0 real, 1 AI-generated, -1 unlabelled
+    paths: list[str]
+    n_patches: np.ndarray
+    skipped: list[dict]
+
+
+class SetScorer(Protocol):
+    """What differs between the two detectors' evaluations."""
+
+    kind: ClassVar[str]  # "oc" | "bc": names of the tables and the report
+    title: ClassVar[str]
+    official_ap: ClassVar[str]  # the AP column the paper reports
+    score_name: ClassVar[str]  # row key of the score ("log_likelihood" | "p_fake")
+
+    @property
+    def decision(self) -> Decision: ...
+
+    def extras(self) -> dict[str, Any]: ...
+
+    def score_set(self, name: str, paths: list[Path], labels: list[int],
+                  pert: Perturbation) -> SetScores: ...
+
+
+@dataclass
+class BinarySets:
+    """p(fake) of every readable image; fake iff p(fake) > ``threshold``."""
+
+    scorer: BinaryScorer
+    max_patches: int
+    threshold: float
+    strict: bool = False
+    kind: ClassVar[str] = "bc"
+    title: ClassVar[str] = "Binary detector"
+    official_ap: ClassVar[str] = "ap_fake_pos"
+    score_name: ClassVar[str] = "p_fake"
+
+    @property
+    def decision(self) -> Decision:
+        return Decision(self.threshold, fake_when_higher=True)
+
+    def extras(self) -> dict[str, Any]:
+        return {}
+
+    def score_set(self, name: str, paths: list[Path], labels: list[int],
+                  pert: Perturbation) -> SetScores:
+        tiling = Tiling(self.scorer.patch_size, self.max_patches, pert)
+        done = score_files(self.scorer, paths, tiling, self.strict, desc=f"{name} {pert.spec}")
+        return SetScores(np.asarray([r.p_fake for r in done.results], np.float64),
+                         np.asarray(labels, np.int64)[done.kept],
+                         [str(paths[i]) for i in done.kept],
+                         np.asarray([r.n_patches for r in done.results], np.int64), done.skipped)
+
+
+@dataclass
+class CachedFeatures:
+    """Image features of a file list under a perturbation, from the cache when it holds exactly
+    that list (else computed and cached)."""
+
+    extractor: nn.Module
+    cache: FeatureCache
+    max_patches: int
+    batch_patches: int
+    device: torch.device | str
+    strict: bool
+    log: logging.Logger
+
+    def __call__(self, name: str, paths: Sequence[Path], labels: Sequence[int],
+                 pert: Perturbation) -> FeatureSet:
+        fs = self.cache.load(name, pert, self.max_patches, paths)
+        if fs is not None:
+            self.log.info("features of %s (%s) from the cache", name, pert.spec)
+            return fs
+        tiling = Tiling(self.extractor.patch_size, self.max_patches)
+        fs = extract_features(self.extractor, paths, labels, tiling, pert, self.batch_patches,
+                              self.device, strict=self.strict, progress=True,
+                              desc=f"{name} {pert.spec}")
+        self.cache.save(name, pert, self.max_patches, paths, fs)
+        return fs
+
+
+@dataclass
+class OneClassSets:
+    """Log-likelihood of every readable image's feature; real iff it exceeds the threshold."""
+
+    features: CachedFeatures
+    model: OneClassGMM
+    kind: ClassVar[str] = "oc"
+    title: ClassVar[str] = "One-class detector"
+    official_ap: ClassVar[str] = "ap_real_pos"
+    score_name: ClassVar[str] = "log_likelihood"
+
+    @property
+    def decision(self) -> Decision:
+        return Decision(self.model.threshold, fake_when_higher=False)
+
+    def extras(self) -> dict[str, Any]:
+        return {"threshold": np.float64(self.model.threshold)}
+
+    def score_set(self, name: str, paths: list[Path], labels: list[int],
+                  pert: Perturbation) -> SetScores:
+        fs = self.features(name, paths, labels, pert)
+        ll = self.model.score(fs.features) if fs.paths else np.zeros(0)  # no usable image: NaN row
+        return SetScores(ll, fs.labels, fs.paths, fs.n_patches, fs.skipped)
+
+
+@dataclass
+class Results:
+    blocks: Blocks  # labelled sets: the tables
+    unlabelled: Blocks  # in-the-wild folders without labels: {"n", "flagged_fake", "mean_<score>"}
+
+    @property
+    def n_scored(self) -> int:
+        return (sum(m["n_real"] + m["n_fake"] for b in self.blocks.values() for m in b.values())
+                + sum(m["n"] for b in self.unlabelled.values() for m in b.values()))
+
+
+def evaluate(sets: SetScorer, test_sets: Sequence[TestSet], perturbations: Sequence[Perturbation],
+             output: EvalOutput, wild: Sequence[TestSet] = ()) -> Results:
+    """Every set under every perturbation (clean first); ``wild`` folders may lack labels."""
+    results = Results({}, {})
+    for pert in perturbations:
+        results.blocks.setdefault(pert.spec, {})
+        for ts in [*test_sets, *wild]:
+            _evaluate_set(sets, ts, ts in wild, pert, output, results)
+    return results
+
+
+def _evaluate_set(sets: SetScorer, ts: TestSet, is_wild: bool, pert: Perturbation,
+                  output: EvalOutput, results: Results) -> None:
+    log = output.log
+    files = list_labelled(ts.path)
+    if files.paths and (files.unlabelled or files.ambiguous):
+        log.warning("%s: %d files without a label folder and %d under both kinds left out",
+                    ts.name, len(files.unlabelled), len(files.ambiguous))
+    if not files.paths and not (is_wild and files.unlabelled):
+        log.warning("%s has no images under 0_real/1_fake (or nature/ai); left out", ts.path)
+        return
+    labelled = bool(files.paths)
+    paths, labels = ((files.paths, files.labels) if labelled
+                     else (files.unlabelled, [UNLABELLED] * len(files.unlabelled)))
+    s = sets.score_set(ts.name, paths, labels, pert)
+    output.report_skipped(ts.name, pert, s.skipped)
+    rule = sets.decision
+    if labelled:
+        m = detection_metrics(s.labels, rule.fake_score(s.scores), rule.predict_fake(s.scores))
+        results.blocks[pert.spec][ts.name] = m
+        log.info("%-12s %-10s acc %.3f  %s %.3f  AUC %.3f", ts.display, pert.spec, m["acc"],
+                 HEADERS[sets.official_ap], m[sets.official_ap], m["roc_auc"])
+    else:  # an in-the-wild folder without labels: report what the detector says
+        n = len(s.scores)
+        results.unlabelled.setdefault(pert.spec, {})[ts.name] = {
+            "n": int(n),
+            "flagged_fake": float(np.mean(rule.predict_fake(s.scores))) if n else float("nan"),
+            f"mean_{sets.score_name}": float(np.mean(s.scores)) if n else float("nan")}
+    output.save_scores(pert, ts.name, s, **sets.extras())
+
+
+def write_results(output: EvalOutput, sets: SetScorer, results: Results, notes: Sequence[str],
+                  summary: dict[str, Any]) -> dict[str, Any]:
+    """Tables (``<kind>_metrics.csv/.md``), ``wild_unlabelled.json`` if any, report, summary."""
+    tables = write_tables(output.out, f"{sets.kind}_metrics", results.blocks, sets.title,
+                          sets.official_ap, notes)
+    if results.unlabelled:
+        write_json(output.out / "wild_unlabelled.json", results.unlabelled)
+    return finish_evaluation(output.out, sets.kind, sets.decision.threshold, tables, summary,
+                             output.log)
+
+
+def finish_evaluation(out: Path, kind: str, threshold: float, tables: tuple[Path, Path],
+                      summary: dict[str, Any], log: logging.Logger) -> dict[str, Any]:
+    """The end of oc_main / bc_eval: report.md with plots, summary.json, one log line."""
+    csv_path, md_path = tables
+    summary["tables"] = [str(csv_path), str(md_path)]
+    summary["report"] = str(write_report(out, kind, threshold, md_path))
+    write_json(out / "summary.json", summary)
+    log.info("tables: %s, %s (%.1f s)", csv_path, md_path, summary["time_s"])
+    return summary

@@ -1,0 +1,161 @@
+"""``from sdaie import Detector``: the rows equal ``sdaie detect``'s on the same files, every input
+kind scores like the file it came from, and loading refuses what detect refuses.
+
+The detect rows are produced by the command itself (its ``main``); the in-memory inputs are
+checked against the file's row and against one unchunked forward computed here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sdaie import Detector
+from sdaie.api import SetupError, to_image
+from sdaie.config import HeadConfig, ModelConfig
+from sdaie.data.imageio import load_image
+from sdaie.data.patches import grid_patches
+from sdaie.detect import main as detect
+from sdaie.hashing import file_hash
+from sdaie.models import BinaryDetector, PretextModel, load_binary_detector, save_checkpoint
+from sdaie.oneclass.gmm import fit_one_class, load_gmm, save_gmm
+
+PATCH = 16
+
+
+def _cfg() -> ModelConfig:
+    return ModelConfig(width=4, patch_size=PATCH, depths=[1, 1, 1, 1], transformer_depth=1,
+                       attn_heads=2, dim_head=4, mlp_dim=8)
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory) -> dict:
+    """Random-weight binary and pretext checkpoints, a GMM on the pretext features, a folder."""
+    base = tmp_path_factory.mktemp("api")
+    torch.manual_seed(0)
+    bc = save_checkpoint(base / "bc.pt", "binary", BinaryDetector(_cfg()), _cfg())
+    pre = save_checkpoint(base / "pretext.pt", "pretext",
+                          PretextModel(_cfg(), [HeadConfig("ISOSpeedRatings", "rank")]), _cfg())
+    rng = np.random.default_rng(0)
+    folder = base / "images"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(5):
+        arr = rng.integers(0, 256, (48 + 8 * i, 64, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / ("sub" if i % 2 else ".") / f"img_{i}.png")
+    (folder / "broken.jpg").write_bytes(b"<html>not an image</html>")
+    train = rng.normal(size=(20, 10))
+    gmm = save_gmm(base / "gmm.npz", fit_one_class(train, components=2, covariance_type="diag"),
+                   checkpoint=str(pre), checkpoint_hash=file_hash(pre), max_patches=6)
+    return {"base": base, "bc": bc, "pretext": pre, "gmm": gmm, "folder": folder,
+            "files": sorted(p for p in folder.rglob("*.png"))}
+
+
+def _detect_rows(args: list[str], out) -> list[dict]:
+    assert detect([*args, "--out", str(out), "--no-progress"]) == 0
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def _without_seconds(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+@pytest.mark.parametrize("mode", ["bc", "oc"])
+def test_rows_equal_sdaie_detect_rows_on_the_same_files(mode, kit, tmp_path):
+    inputs = [str(kit["folder"]), str(kit["files"][0])]  # a folder and a file it holds (once)
+    if mode == "bc":
+        det = Detector.load(kit["bc"], batch_patches=3, device="cpu")
+        rows = _detect_rows([*inputs, "--checkpoint", str(kit["bc"]), "--batch-patches", "3"],
+                            tmp_path / "rows.jsonl")
+    else:  # no --checkpoint: the backbone recorded in gmm.npz, in the command as in the API
+        det = Detector.load(gmm=kit["gmm"], device="cpu")
+        rows = _detect_rows([*inputs, "--gmm", str(kit["gmm"])], tmp_path / "rows.jsonl")
+    mine = det.score(inputs)
+    assert len(rows) == 6 and sum("error" in r for r in rows) == 1
+    assert _without_seconds(mine) == _without_seconds(rows)
+    assert all(set(r) <= set(det.columns) for r in mine)
+    assert [list(r) for r in mine] == [list(r) for r in rows]  # same keys in the same order
+    if mode == "oc":
+        assert {r["patches"] for r in mine if "error" not in r} == {6}  # the GMM's own cap
+
+
+def test_single_inputs_give_one_row_and_collections_a_list(kit, tmp_path):
+    det = Detector.load(kit["bc"], device="cpu")
+    one = det.score(kit["files"][0])
+    assert isinstance(one, dict) and one["path"] == str(kit["files"][0])
+    assert isinstance(det.score(kit["folder"]), list) and len(det.score(kit["folder"])) == 6
+    assert len(det.score(str(kit["folder"] / "sub" / "*.png"))) == 2
+    assert det.score(tmp_path / "absent.png") == {"path": str(tmp_path / "absent.png"),
+                                                   "error": "no such file or folder"}
+    assert det.score(kit["folder"] / "broken.jpg")["error"] == "not a recognised image format"
+
+
+def test_in_memory_images_score_like_their_file(kit):
+    det = Detector.load(kit["bc"], device="cpu")
+    path = kit["files"][1]
+    ref = det.score(path)
+    img = Image.open(path)
+    arr = np.asarray(load_image(path))
+    chw = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    for x in (img, arr, chw, chw.float() / 255, torch.from_numpy(arr.copy())):
+        row = det.score(x)
+        assert row["path"] is None
+        assert {k: row[k] for k in ("p_fake", "label", "patches")} == \
+            {k: ref[k] for k in ("p_fake", "label", "patches")}
+    # and that number is one unchunked forward of the whole image
+    with torch.no_grad():
+        logits = load_binary_detector(kit["bc"])(grid_patches(Image.fromarray(arr), PATCH)[None])
+    assert ref["p_fake"] == pytest.approx(torch.softmax(logits, 1)[0, 1].item(), abs=1e-6)
+    batch = det.score([arr, path])
+    assert [r["p_fake"] for r in batch] == [ref["p_fake"]] * 2
+
+
+def test_tensors_that_are_not_images_are_refused():
+    for bad in (torch.rand(2, 16, 16), torch.rand(16, 16), torch.rand(3, 8, 8) * 2 - 1,
+                torch.zeros(3, 8, 8, dtype=torch.int32)):
+        with pytest.raises(ValueError):
+            to_image(bad)
+
+
+def test_threshold_and_patch_options(kit):
+    files = kit["files"][:3]
+    low = Detector.load(kit["bc"], threshold=-1.0, max_patches=2, device="cpu").score(files)
+    assert {r["label"] for r in low} == {"ai-generated"} and {r["patches"] for r in low} == {2}
+    high = Detector.load(gmm=kit["gmm"], threshold=1e300, device="cpu").score(files)
+    assert {r["label"] for r in high} == {"ai-generated"}
+    assert Detector.load(gmm=kit["gmm"], device="cpu").threshold == \
+        load_gmm(kit["gmm"])[0].threshold
+
+
+def test_loading_refuses_what_detect_refuses(kit, tmp_path):
+    with pytest.raises(SetupError, match="pretext checkpoint.*gmm="):
+        Detector.load(kit["pretext"])
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "other.pt", "pretext",
+                            PretextModel(_cfg(), [HeadConfig("ISOSpeedRatings", "rank")]), _cfg())
+    with pytest.raises(SetupError, match="fitted on features of"):
+        Detector.load(other, gmm=kit["gmm"])
+    model, meta = load_gmm(kit["gmm"])
+    moved = save_gmm(tmp_path / "moved.npz", model,
+                     **{**meta, "checkpoint": str(tmp_path / "gone.pt")})
+    with pytest.raises(SetupError, match="gone.pt.*not there"):
+        Detector.load(gmm=moved)
+    assert Detector.load(kit["pretext"], gmm=moved).mode == "oc"  # named explicitly: fine
+    with pytest.raises(SetupError, match="batch_patches"):
+        Detector.load(kit["bc"], batch_patches=0)
+    with pytest.raises(SetupError):
+        Detector.load()
+
+
+def test_import_sdaie_does_not_import_torch():
+    code = "import sys, sdaie; assert 'torch' not in sys.modules, 'torch imported'; sdaie.Detector"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError):
+        import sdaie
+
+        sdaie.NoSuchThing  # noqa: B018

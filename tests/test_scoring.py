@@ -1,0 +1,145 @@
+"""The scoring path: one image -> patches -> extractor -> ImageScore, and whole file lists.
+
+References are computed apart from the code under test: one unchunked forward over all patches,
+softmax and GMM log-likelihoods by hand or through scikit-learn directly.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sdaie.config import ModelConfig
+from sdaie.data.imageio import ImageLoadError
+from sdaie.data.patches import grid_patches
+from sdaie.data.transforms import CLEAN, parse_perturbation
+from sdaie.hashing import file_hash
+from sdaie.models import BinaryDetector, build_extractor
+from sdaie.oneclass.gmm import fit_one_class
+from sdaie.scoring import (BinaryScorer, Decision, FeatureCache, FeatureScorer, ImageScore,
+                           Tiling, extract_features, image_feature, score_files)
+
+TINY = ModelConfig(width=4, depths=[1, 1, 1, 1], transformer_depth=1, attn_heads=2, dim_head=4,
+                   mlp_dim=8, patch_size=16)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    torch.manual_seed(0)
+    return build_extractor(TINY).eval()
+
+
+def test_chunked_feature_equals_one_forward_over_all_patches(extractor):
+    patches = torch.randn(21, 3, 16, 16)
+    with torch.no_grad():
+        whole = extractor(patches.unsqueeze(0))[0]
+    for chunk in (4, 64):
+        torch.testing.assert_close(image_feature(extractor, patches, chunk), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_extract_skips_bad_files_and_cache_round_trip(tmp_path, extractor):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    files = paths[:2] + [bad] + paths[2:]
+    fs = extract_features(extractor, files, [0, 1, 1, 0], lambda im: grid_patches(im, size=16))
+    assert fs.features.shape == (3, extractor.feature_dim) and fs.labels.tolist() == [0, 1, 0]
+    assert fs.n_patches.tolist() == [6, 6, 6]  # 48x32 crop of 50x40 -> 3x2 tiles
+    assert [s["path"] for s in fs.skipped] == [str(bad)]
+
+    key = file_hash(bad)
+    cache = FeatureCache(tmp_path / "cache", key)
+    cache.save("set", CLEAN, 100, files, fs)
+    back = cache.load("set", CLEAN, 100, files)
+    np.testing.assert_array_equal(back.features, fs.features)
+    assert back.paths == fs.paths and back.skipped == fs.skipped
+    assert cache.load("set", CLEAN, 100, files[:2]) is None  # different file list: recompute
+    assert cache.load("set", parse_perturbation("jpeg=95"), 100, files) is None
+    assert cache.load("set", CLEAN, 200, files) is None
+    assert cache.path("set", CLEAN, 100).parent.name == key
+
+
+def _noise(seed: int, h: int = 40, w: int = 50) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def test_binary_scorer_is_one_minus_softmax_real_of_one_forward():
+    torch.manual_seed(1)
+    detector = BinaryDetector(TINY).eval()
+    patches = grid_patches(_noise(3, 64, 80), size=16, normalized=False)
+    result = BinaryScorer(detector, batch_patches=5)(patches)
+    with torch.no_grad():
+        logits = detector(grid_patches(_noise(3, 64, 80), size=16)[None])[0]
+    ref = math.exp(logits[1]) / (math.exp(logits[0]) + math.exp(logits[1]))
+    assert result.p_fake == pytest.approx(ref, abs=1e-6)
+    assert result.n_patches == 20 and result.feature is None and result.problem() is None
+
+
+def test_feature_scorer_with_gmm_gives_log_likelihood_and_percentile(extractor):
+    train = np.random.default_rng(0).normal(size=(30, extractor.feature_dim))
+    model = fit_one_class(train, components=1, covariance_type="diag")
+    patches = grid_patches(_noise(4), size=16, normalized=False)
+    result = FeatureScorer(extractor, batch_patches=4, gmm=model)(patches)
+    with torch.no_grad():
+        feature = extractor(grid_patches(_noise(4), size=16)[None])[0].numpy()
+    np.testing.assert_allclose(result.feature, feature, rtol=1e-5, atol=1e-6)
+    ll = model.gmm.score_samples(feature[None].astype(np.float64))[0]
+    assert result.log_likelihood == pytest.approx(ll, rel=1e-5)
+    assert result.percentile == pytest.approx(100 * np.mean(model.train_scores <= ll))
+    bare = FeatureScorer(extractor)(patches)  # without a GMM: the feature only
+    assert bare.log_likelihood is None and bare.percentile is None
+
+
+def test_problem_names_the_non_finite_value():
+    assert ImageScore(1, p_fake=0.3).problem() is None
+    assert ImageScore(1, p_fake=float("nan")).problem() == "p_fake is not finite"
+    feature = np.array([0.0, np.inf], np.float32)
+    assert ImageScore(1, feature=feature).problem() == "the image's feature is not finite"
+    assert ImageScore(1, feature=np.zeros(2), log_likelihood=float("nan")).problem() == \
+        "log-likelihood is NaN"
+    assert ImageScore(1, feature=np.zeros(2), log_likelihood=-float("inf")).problem() is None
+
+
+def test_decision_orientation_of_both_detectors():
+    scores = np.array([0.2, 0.5, 0.7, np.nan])
+    binary = Decision(0.5, fake_when_higher=True)  # fake iff p > t
+    assert binary.predict_fake(scores).tolist() == [False, False, True, False]
+    np.testing.assert_array_equal(binary.fake_score(scores), scores)
+    one_class = Decision(0.5, fake_when_higher=False)  # real iff log p > t; NaN counts as fake
+    assert one_class.predict_fake(scores).tolist() == [True, True, False, True]
+    np.testing.assert_array_equal(one_class.fake_score(scores), -scores)
+    assert bool(one_class.predict_fake(0.7)) is False and bool(binary.predict_fake(0.7)) is True
+
+
+def test_tiling_perturbs_before_the_grid_and_keeps_uint8():
+    img = _noise(5, 64, 96)
+    clean = Tiling(16, 100)(img)
+    assert clean.dtype == torch.uint8 and tuple(clean.shape) == (24, 3, 16, 16)
+    torch.testing.assert_close(clean[0], torch.from_numpy(np.asarray(img)[:16, :16].copy())
+                               .permute(2, 0, 1))
+    assert Tiling(16, 100, parse_perturbation("resize=0.5"))(img).shape[0] == 6  # 32x48 -> 2x3
+    assert Tiling(16, 5)(img).shape[0] == 5
+
+
+def test_score_files_keeps_positions_and_reports_or_raises(tmp_path, extractor):
+    good = []
+    for i in range(2):
+        good.append(tmp_path / f"{i}.png")
+        _noise(i).save(good[-1])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    files = [good[0], bad, good[1]]
+    done = score_files(FeatureScorer(extractor), files, Tiling(16, 100), progress=False)
+    assert done.kept == [0, 2] and len(done.results) == 2
+    assert done.skipped == [{"path": str(bad), "reason": "empty file (0 bytes)"}]
+    with pytest.raises(ImageLoadError) as info:
+        score_files(FeatureScorer(extractor), files, Tiling(16, 100), strict=True, progress=False)
+    assert info.value.path == str(bad)
