@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("sdaie.demo", "the whole method on the synthetic world, end to end"),
     "detect": ("sdaie.detect", "score your own images (binary or one-class)"),
     "convert": ("sdaie.models.convert", "convert an official checkpoint to this project's format"),
-    "bench": ("sdaie.bench", "speed benchmark (patches/s, images/s)"),
+    "bench": ("sdaie.benchmarks.cli", "speed benchmark (patches/s, images/s)"),
 }
 
 

@@ -359,7 +359,7 @@ def test_pixels_are_decoded_only_by_load_image():
     """One loader, one behaviour: no other module decodes files or applies EXIF orientation."""
     root = Path(__file__).resolve().parents[2] / "sdaie"
     allowed = {"data/imageio.py",  # the loader
-               "exif/reader.py", "exif/index.py",  # headers only (EXIF, size), no pixels used
+               "exif/container.py",  # headers only (format, size), no pixels used
                "data/transforms.py"}  # re-opens its own in-memory JPEG (the perturbation)
     for path in root.rglob("*.py"):
         rel = path.relative_to(root).as_posix()
