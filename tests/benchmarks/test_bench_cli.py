@@ -1,6 +1,8 @@
 """`sdaie bench` end to end: a tiny run of every section, and its argument checks."""
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
@@ -58,9 +60,6 @@ def test_a_wait_policy_is_measured_in_fresh_processes(tmp_path):
 
 def test_no_core_module_imports_the_benchmarks():
     """Benchmarks are tooling: only the command table names them, as a string."""
-    import ast
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2] / "sdaie"
     importers = []
     for path in root.rglob("*.py"):
