@@ -26,6 +26,12 @@ from pathlib import Path
 
 import torch
 
+from sdaie.data.pairs import split_by_photo
+from sdaie.exif.index import load_index
+from sdaie.exif.index import main as index_main
+from sdaie.stages import backbone_train, oc_main
+from sdaie.synth import make_world
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny"
 
@@ -54,9 +60,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def one_class_tree(index_dir: Path, synth_tests: Path, out: Path, val_fraction: float,
                    seed: int) -> tuple[Path, Path]:
     """``train_real/`` (the pretext training photos) and ``tests/<gen>/{0_real,1_fake}``."""
-    from sdaie.data.pairs import split_by_photo
-    from sdaie.exif.index import load_index
-
     index = load_index(index_dir)
     train_ids, val_ids = split_by_photo(len(index.records), val_fraction, seed)  # as backbone_train
     shutil.rmtree(out, ignore_errors=True)
@@ -75,10 +78,6 @@ def one_class_tree(index_dir: Path, synth_tests: Path, out: Path, val_fraction: 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    from sdaie.exif.index import main as index_main
-    from sdaie.stages import backbone_train, oc_main
-    from sdaie.synth import make_world
-
     out = Path(args.out)
     index_dir = out / "index"
     if index_main([args.photos, "--out", str(index_dir), "--workers", "2", "--crops", "512"]) != 0:

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -45,13 +47,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    import torch  # lazy: EXIF and synth commands should not pay for importing torch
+    import torch  # here: `sdaie index` / `sdaie synth` import this module and must not load torch
 
     return _atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def atomic_savez(path: str | Path, **arrays: Any) -> Path:
     """``numpy.savez`` atomically (the .npz name is kept as given)."""
-    import numpy as np
-
     return _atomic_write(path, lambda fh: np.savez(fh, **arrays))

@@ -19,10 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "oc": ("sdaie.stages.oc_main", "one-class GMM detector (same as oc_main.py)"),
     "bc-train": ("sdaie.stages.bc_train", "binary detector training (same as bc_train.py)"),
     "bc-eval": ("sdaie.stages.bc_eval", "binary detector evaluation (same as bc_eval.py)"),
-    "demo": ("sdaie.demo", "the whole method on the synthetic world, end to end"),
+    "demo": ("sdaie.stages.demo", "the whole method on the synthetic world, end to end"),
     "detect": ("sdaie.detect", "score your own images (binary or one-class)"),
     "convert": ("sdaie.models.convert", "convert an official checkpoint to this project's format"),
-    "bench": ("sdaie.bench", "speed benchmark (patches/s, images/s)"),
+    "bench": ("sdaie.benchmarks.cli", "speed benchmark (patches/s, images/s)"),
 }
 
 

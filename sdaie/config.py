@@ -16,10 +16,6 @@ from typing import Any, Sequence
 
 import yaml
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
 
@@ -114,8 +110,6 @@ class ModelConfig:
 class DataConfig:
     index: str = ""  # folder written by `sdaie index`
     patches: int = 16  # random patches per photo (spec: 16)
-    mean: list[float] = field(default_factory=lambda: list(CLIP_MEAN))
-    std: list[float] = field(default_factory=lambda: list(CLIP_STD))
     workers: int = 4  # DataLoader workers
     use_shards: bool = True  # read pre-cropped shards when the index has them
     val_fraction: float = 0.0  # held-out photos (split by photo) for per-head validation

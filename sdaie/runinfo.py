@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from PIL import features
 
 from sdaie.atomic import atomic_write_text
 from sdaie.config import Config, to_dict
@@ -45,8 +46,6 @@ def environment_info() -> dict[str, Any]:
     Versions come from package metadata, so recording them does not import torch or sklearn
     (seconds of start-up for ``sdaie index``); GPU facts are added only when torch is loaded.
     """
-    from PIL import features
-
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

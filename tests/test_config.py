@@ -1,8 +1,13 @@
+import ast
+import dataclasses
+import functools
+import textwrap
+import typing
 from pathlib import Path
 
 import pytest
 
-from sdaie.config import ConfigError, load_config
+from sdaie.config import BinaryConfig, Config, ConfigError, HeadConfig, load_config, read_yaml
 
 
 def test_defaults_are_the_paper_values():
@@ -29,3 +34,148 @@ def test_yaml_base_chain_and_overrides(tmp_path: Path):
 def test_bad_overrides_name_the_problem(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+# --------------------------------------------------------------------------------------------
+# Every config key takes effect: some code reads it
+# --------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = typing.get_type_hints(Config)  # section name -> its dataclass
+CLASSES = {cls.__name__: cls for cls in [Config, HeadConfig, *SECTIONS.values()]}
+ITERATORS = {"enumerate", "zip", "sorted", "reversed", "list", "tuple", "iter"}
+
+
+def _annotated(node: ast.expr | None) -> set[type]:
+    """Config dataclasses named anywhere in an annotation (``Sequence[HeadConfig]`` too)."""
+    if node is None:
+        return set()
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+    names |= {n.value for n in ast.walk(node) if isinstance(n, ast.Constant)
+              and isinstance(n.value, str)}  # "HeadConfig" as a string annotation
+    return {CLASSES[n] for n in names if n in CLASSES}
+
+
+class ConfigReads:
+    """Which config dataclass fields the package reads, by attribute access.
+
+    A read counts for a dataclass when the object it is read from can hold one: an expression
+    ``...cfg.<section>``, a name or attribute bound from such an expression (``bc = cfg.binary``,
+    ``self.bc = ...``, a loop over ``cfg.schema.heads``), or a parameter or variable annotated
+    with the dataclass. Names are matched across the whole package, which errs towards finding a
+    read; a field read under no such name is certainly never read.
+    """
+
+    def __init__(self, trees: list[ast.AST]) -> None:
+        self.aliases: dict[str, set[type]] = {name: {cls} for name, cls in SECTIONS.items()}
+        for _ in range(4):  # bindings through bindings
+            for tree in trees:
+                self._bind(tree)
+        self.read: set[tuple[type, str]] = set()
+        for tree in trees:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Attribute):
+                    for cls in self.classes_of(node.value):
+                        if node.attr in {f.name for f in dataclasses.fields(cls)}:
+                            self.read.add((cls, node.attr))
+
+    def classes_of(self, expr: ast.expr) -> set[type]:
+        if isinstance(expr, ast.Name):
+            return self.aliases.get(expr.id, set())
+        if isinstance(expr, ast.Attribute):
+            return self.aliases.get(expr.attr, set())
+        if isinstance(expr, ast.Subscript):
+            return self.classes_of(expr.value)
+        if (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name)
+                and expr.func.id in ITERATORS):
+            return set().union(*(self.classes_of(a) for a in expr.args))
+        return set()
+
+    def _name(self, target: ast.expr, classes: set[type]) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:
+                self._name(elt, classes)
+        elif isinstance(target, (ast.Name, ast.Attribute)) and classes:
+            key = target.id if isinstance(target, ast.Name) else target.attr
+            self.aliases.setdefault(key, set()).update(classes)
+
+    def _bind(self, tree: ast.AST) -> None:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.arg):
+                self._name(ast.Name(node.arg), _annotated(node.annotation))
+            elif isinstance(node, ast.AnnAssign):
+                self._name(node.target, _annotated(node.annotation))
+            elif isinstance(node, ast.Assign):
+                if isinstance(node.value, ast.Tuple) and all(
+                        isinstance(t, ast.Tuple) and len(t.elts) == len(node.value.elts)
+                        for t in node.targets):
+                    for t in node.targets:
+                        for elt, value in zip(t.elts, node.value.elts):
+                            self._name(elt, self.classes_of(value))
+                else:
+                    for t in node.targets:
+                        self._name(t, self.classes_of(node.value))
+            elif isinstance(node, (ast.For, ast.comprehension)):
+                self._name(node.target, self.classes_of(node.iter))
+
+
+@functools.cache
+def package_reads() -> ConfigReads:
+    trees = [ast.parse(p.read_text(encoding="utf-8")) for p in (REPO / "sdaie").rglob("*.py")]
+    return ConfigReads(trees)
+
+
+def _all_fields() -> list[tuple[type, str]]:
+    return [(cls, f.name) for cls in CLASSES.values() for f in dataclasses.fields(cls)]
+
+
+def test_every_config_field_is_read_by_some_code():
+    unread = [f"{cls.__name__}.{name}" for cls, name in _all_fields()
+              if (cls, name) not in package_reads().read]
+    assert unread == []
+
+
+def _yaml_keys(data: dict, cls: type, where: str = "") -> list[tuple[type, str, str]]:
+    """(dataclass, field, dotted key) of every key set in a YAML mapping for ``cls``."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        out.append((cls, key, f"{where}{key}"))
+        sub = hints.get(key)
+        if dataclasses.is_dataclass(sub) and isinstance(value, dict):
+            out += _yaml_keys(value, sub, f"{where}{key}.")
+        elif typing.get_origin(sub) is list and typing.get_args(sub) == (HeadConfig,):
+            for i, head in enumerate(value or []):
+                out += _yaml_keys(head, HeadConfig, f"{where}{key}[{i}].")
+    return out
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")),
+                         ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_yaml_key_is_one_that_code_reads(path):
+    load_config(path)  # unknown keys are refused by name
+    keys = _yaml_keys(read_yaml(path), Config)
+    assert keys, path
+    assert [key for cls, name, key in keys if (cls, name) not in package_reads().read] == []
+
+
+def test_the_scan_sees_reads_and_misses_what_is_not_read():
+    """The reader of reads, on code written for it: it must find bound and annotated reads and
+    must not credit a field that only shares a name with something else."""
+    code = textwrap.dedent("""
+        def stage(cfg: Config):
+            bc = cfg.binary
+            x = other.epochs            # not a config object
+            for head in cfg.schema.heads:
+                use(head.kind)
+            return bc.lr, cfg.run.seed
+
+        def model(m: ModelConfig, heads: list[HeadConfig]):
+            return m.width, [h.codes for h in heads]
+    """)
+    reads = ConfigReads([ast.parse(code)])
+    assert {(c.__name__, f) for c, f in reads.read} >= {
+        ("BinaryConfig", "lr"), ("RunConfig", "seed"), ("HeadConfig", "kind"),
+        ("ModelConfig", "width"), ("HeadConfig", "codes"), ("Config", "binary")}
+    assert (BinaryConfig, "epochs") not in reads.read

@@ -25,7 +25,7 @@ from sdaie.models import (BinaryDetector, PretextModel, load_binary_detector, lo
 from sdaie.hashing import file_hash
 from sdaie.oneclass.gmm import fit_one_class, load_gmm, save_gmm
 from sdaie.synth import make_world
-from sdaie.testing.odd_inputs import make_odd_inputs
+from support.odd_inputs import make_odd_inputs
 
 PATCH = 16
 SUMMARY = re.compile(r"(\d+) files, (\d+) ok \((\d+) ai-generated, (\d+) real\), (\d+) errors")

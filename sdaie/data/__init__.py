@@ -10,7 +10,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "normalize": "sdaie.data.patches",
     "random_patches": "sdaie.data.patches",
     "grid_patches": "sdaie.data.patches",
     "grid_crop_box": "sdaie.data.patches",

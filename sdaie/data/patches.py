@@ -11,36 +11,15 @@ of ``S``, raster order, first ``cap`` kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from PIL import Image
 
-from sdaie.config import CLIP_MEAN, CLIP_STD
+from sdaie.pixels import normalize
 
 PATCH = 64
 GRID_CAP = 20_000  # one-class features (spec: 20000); the binary evaluation uses 40000
 LAYOUTS = ("spec", "official")
-
-
-def normalize(t: torch.Tensor, mean: Sequence[float] = CLIP_MEAN,
-              std: Sequence[float] = CLIP_STD) -> torch.Tensor:
-    """``[..., 3, H, W]`` uint8 (0..255) or float (already in [0, 1]) -> normalised float32.
-
-    Same arithmetic as torchvision ``ToTensor`` + ``Normalize`` (x / 255, then (x - m) / s).
-    """
-    if t.dtype == torch.uint8:
-        x = t.to(torch.float32).div(255.0)
-    elif t.is_floating_point():
-        x = t.to(torch.float32)
-    else:
-        raise TypeError(f"normalize expects uint8 or float pixels, got {t.dtype}")
-    if x.dim() < 3 or x.shape[-3] != len(mean):
-        raise ValueError(f"expected [..., {len(mean)}, H, W], got {list(x.shape)}")
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    return x.sub(m).div(s)
 
 
 def _as_array(img: Image.Image | np.ndarray) -> np.ndarray:

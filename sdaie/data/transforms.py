@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from sdaie.config import BinaryConfig
+
 GAUSSIAN_TRUNCATE = 4.0
 
 
@@ -228,7 +230,8 @@ class AugmentConfig:
     min_side: int = 64
 
     @classmethod
-    def from_binary(cls, bcfg) -> "AugmentConfig":  # noqa: ANN001 - sdaie.config.BinaryConfig
+    def from_binary(cls, bcfg: BinaryConfig) -> "AugmentConfig":
+        """The augmentation ``binary.*`` asks for."""
         return cls(bcfg.p_resize, tuple(bcfg.resize_range), bcfg.p_blur, tuple(bcfg.blur_sigma),
                    bcfg.p_jpeg, tuple(bcfg.jpeg_quality))
 

@@ -26,6 +26,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
+import exifread
+from exifread.core.exceptions import ExifError
+
+from sdaie.exif.container import MalformedHeader, jpeg_exif_block, pillow_format, sniff_format
+
 # Bump when the meaning of a parsed value changes: index caches written by older readers are redone.
 READER_VERSION = 1
 
@@ -97,14 +102,6 @@ _ISO_SATURATED = 65535
 # exifread field types (exifread.tags.fields.FieldType values), kept numeric to stay version-proof.
 _ASCII = 2
 
-# Containers whose EXIF we locate; anything else Pillow can open is an image without EXIF.
-_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"\xff\xd8", 0, "jpeg"),
-    (b"II*\x00", 0, "tiff"),
-    (b"MM\x00*", 0, "tiff"),
-    (b"\x89PNG\r\n\x1a\n", 0, "png"),
-)
-
 
 class _BadValue(ValueError):
     """A tag value that is present but unusable; the message is the reason."""
@@ -131,79 +128,6 @@ class ExifResult:
 def warning_kind(warning: str) -> str:
     """``"FNumber: zero denominator (28/0)"`` -> ``"FNumber: zero denominator"`` (for counting)."""
     return re.sub(r"\s*\(.*\)$", "", warning)
-
-
-def sniff_format(head: bytes) -> str | None:
-    """Container format from the first bytes, if it is one that can hold EXIF."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        return "heif"
-    for magic, offset, name in _MAGIC:
-        if head[offset:offset + len(magic)] == magic:
-            return name
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# Locating the EXIF block
-# --------------------------------------------------------------------------------------------
-
-
-class MalformedHeader(ValueError):
-    """The container structure is broken before the EXIF block could be found."""
-
-
-def jpeg_segments(fh: BinaryIO) -> Iterator[tuple[int, int, int]]:
-    """Yield ``(marker, offset, length)`` of each JPEG header segment, ending with SOS or EOI.
-
-    ``length`` counts the segment payload plus its 2-byte length field (0 for SOS/EOI); the file
-    position is left at the start of the payload. Raises :class:`MalformedHeader` on a broken chain.
-    """
-    fh.seek(0)
-    if fh.read(2) != b"\xff\xd8":
-        raise MalformedHeader("not a JPEG (no SOI marker)")
-    while True:
-        pos = fh.tell()
-        byte = fh.read(1)
-        if not byte:
-            raise MalformedHeader(f"file ends inside the JPEG header (offset {pos})")
-        if byte != b"\xff":
-            raise MalformedHeader(f"JPEG marker expected at offset {pos}, found 0x{byte[0]:02x}")
-        marker = fh.read(1)
-        while marker == b"\xff":  # fill bytes
-            marker = fh.read(1)
-        if not marker:
-            raise MalformedHeader(f"file ends inside the JPEG header (offset {pos})")
-        code = marker[0]
-        if code == 0x01 or 0xD0 <= code <= 0xD7:  # TEM, RSTn: no length field
-            continue
-        if code in (0xD9, 0xDA):  # EOI or start of scan: the header ends here
-            yield code, pos, 0
-            return
-        raw_len = fh.read(2)
-        if len(raw_len) < 2:
-            raise MalformedHeader(f"file ends inside a JPEG segment header (offset {pos})")
-        length = struct.unpack(">H", raw_len)[0]
-        if length < 2:
-            raise MalformedHeader(f"JPEG segment 0x{code:02x} has an invalid length {length}")
-        start = fh.tell()
-        yield code, pos, length
-        fh.seek(start + length - 2)
-
-
-def jpeg_exif_block(fh: BinaryIO) -> bytes | None:
-    """TIFF bytes of the first ``APP1 Exif`` segment of a JPEG, or None if it has none.
-
-    A segment cut short by truncation keeps what is there: values past its end are then
-    reported as outside the block.
-    """
-    for code, _, length in jpeg_segments(fh):
-        if code == 0xE1 and length > 8:
-            payload = fh.read(length - 2)
-            if payload[:6] in (b"Exif\x00\x00", b"Exif\x00\xff"):
-                return payload[6:]
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,9 +162,6 @@ def _exifread_log() -> Iterator[list[str]]:
 
 
 def _run_exifread(fh: BinaryIO) -> tuple[dict[str, Any], list[str]]:
-    import exifread
-    from exifread.core.exceptions import ExifError
-
     with _exifread_log() as messages:
         try:
             raw = exifread.process_file(fh, details=False, extract_thumbnail=False,
@@ -407,26 +328,13 @@ def _iso(raw: dict[str, Any], block_size: int, take: Callable[..., Any]) -> int 
 # --------------------------------------------------------------------------------------------
 
 
-def _pillow_format(fh: BinaryIO) -> str | None:
-    """Format name of an image Pillow recognises but we do not sniff (PPM, SGI, ...): such files
-    are images without an EXIF container, not errors."""
-    from PIL import Image, UnidentifiedImageError
-
-    fh.seek(0)
-    try:
-        with Image.open(fh) as img:
-            return (img.format or "image").lower()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-        return None
-
-
 def read_exif_fileobj(fh: BinaryIO, file_size: int) -> ExifResult:
     """Read the canonical tags from an open binary file of ``file_size`` bytes."""
     if file_size == 0:
         return ExifResult(error="empty file (0 bytes)")
     fh.seek(0)
     head = fh.read(16)
-    fmt = sniff_format(head) or _pillow_format(fh)
+    fmt = sniff_format(head) or pillow_format(fh)
     if fmt is None:
         return ExifResult(error=f"not a recognised image format (starts with {head[:8]!r})")
     result = ExifResult(format=fmt)
@@ -466,3 +374,4 @@ def read_exif(path: str | Path) -> ExifResult:
 def read_exif_bytes(data: bytes) -> ExifResult:
     """Same as :func:`read_exif` for bytes in memory."""
     return read_exif_fileobj(io.BytesIO(data), len(data))
+

@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from sdaie.config import ConfigError, ModelConfig
+from sdaie.models.cpu_memory import keep_freed_memory
 from sdaie.models.transformer import Transformer
+from sdaie.pixels import normalize
 
 AGGREGATES = ("transformer", "mean")
 
@@ -55,11 +57,15 @@ class PatchExtractor(nn.Module):
         return tokens.mean(dim=1)
 
     def _check_input(self, x: torch.Tensor) -> None:
+        """Shape check; on CPU also the allocator setting every extractor runs under (once per
+        process; ``docs/performance.md``, "Freed memory is kept")."""
         s = self.patch_size
         if x.dim() != 5 or tuple(x.shape[2:]) != (3, s, s):
             raise ValueError(f"expected patches [B, N, 3, {s}, {s}], got {list(x.shape)}")
         if x.shape[1] < 1:
             raise ValueError("an image needs at least one patch")
+        if x.device.type == "cpu":
+            keep_freed_memory()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N, 3, S, S] -> [B, D]``."""
@@ -83,8 +89,6 @@ class PatchExtractor(nn.Module):
         chunked, the tokens then meet in one pass (evaluation uses up to 40000 patches). uint8
         patches (``grid_patches(..., normalized=False)``) are normalised one chunk at a time.
         """
-        from sdaie.data.patches import normalize
-
         self._check_input(patches.unsqueeze(0))
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")

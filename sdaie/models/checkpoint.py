@@ -1,4 +1,5 @@
-"""Checkpoints: the authors' two formats and this project's versioned one.
+"""Checkpoints: the authors' two formats and this project's versioned one; the one place that
+knows the official key names.
 
 Official (written by ``torch.save`` from DDP-wrapped modules; the ``module.`` prefix may be absent):
 - pretext: ``{'state_net': {'module.backbone.<key>', 'module.fc1.weight', ...}}``
@@ -6,9 +7,15 @@ Official (written by ``torch.save`` from DDP-wrapped modules; the ``module.`` pr
   'module.diffusionextractor_pretrained.<key>', 'module.fc.weight', 'module.fc.bias'},
   'state_optimizer', 'epoch'}``
 Official weights are the paper configuration (``ModelConfig()`` architecture, the paper schema).
+Extractor keys (``group1.hpf.weight``, ...) and the pretext model's (``backbone.``, ``fcN.``) are
+ours as they are; the binary detector's two copies are ``trainable.`` (official
+``diffusionextractor_random.``) and ``frozen.`` (official ``diffusionextractor_pretrained.``),
+renamed on reading by :func:`official_to_ours`.
 
-Ours: ``{'format': 'sdaie', 'version': 1, 'kind': 'pretext'|'binary', 'state_dict', 'config'
+Ours: ``{'format': 'sdaie', 'version': 2, 'kind': 'pretext'|'binary', 'state_dict', 'config'
 (the full run config as a plain dict), 'schema' (pretext heads as dicts, else None), ...extras}``.
+Version 1 stored binary detectors under the official key names; it is read and renamed the same
+way, so older checkpoints of ours still load.
 
 Everything is read with ``weights_only=True`` and loaded strictly: a key or shape that does not fit
 raises :class:`CheckpointError` listing every missing, unexpected and wrong-shape key. A checkpoint
@@ -36,13 +43,16 @@ from sdaie.models.heads import PretextModel
 from sdaie.models.registry import build_extractor
 
 FORMAT = "sdaie"
-VERSION = 1
+VERSION = 2  # 2: binary detector keys trainable./frozen. (1: the official names)
 KINDS = ("pretext", "binary")
 RESERVED = ("format", "version", "kind", "state_dict", "config", "schema", "source", "sdaie_version")
 # ModelConfig fields that do not change the weights or the function they compute (how it is
 # computed, a degenerate-input guard, an init-time file); every other field is architecture.
 RUNTIME_FIELDS = ("implementation", "trace_eps", "resnet_weights")
-EXTRACTOR_PREFIX = {"pretext": "backbone.", "binary": "diffusionextractor_random."}
+EXTRACTOR_PREFIX = {"pretext": "backbone.", "binary": "trainable."}
+# Official binary-detector prefix -> ours (pretext keys are the same in both).
+OFFICIAL_BINARY_PREFIXES = {"diffusionextractor_random.": "trainable.",
+                            "diffusionextractor_pretrained.": "frozen."}
 MAX_LISTED = 25
 
 
@@ -137,7 +147,7 @@ def _model_cfg_of(module: nn.Module) -> ModelConfig:
     if isinstance(module, PretextModel):
         return module.backbone.cfg
     if isinstance(module, BinaryDetector):
-        return module.diffusionextractor_random.cfg
+        return module.trainable_extractor.cfg
     if isinstance(module, PatchExtractor):
         return module.cfg
     raise TypeError(f"cannot checkpoint a {type(module).__name__}")
@@ -150,12 +160,26 @@ def _model_cfg_of(module: nn.Module) -> ModelConfig:
 
 def detect_official_kind(state: Mapping[str, Any]) -> str:
     """``'binary'`` or ``'pretext'`` from the (prefix-free) key names of an official state_net."""
-    if any(k.startswith("diffusionextractor_") for k in state):
+    if any(k.startswith(tuple(OFFICIAL_BINARY_PREFIXES)) for k in state):
         return "binary"
     if any(k.startswith("backbone.") for k in state):
         return "pretext"
     raise CheckpointError("not an SDAIE checkpoint: no 'backbone.*' or 'diffusionextractor_*' keys "
                           f"(first keys: {list(state)[:5]})")
+
+
+def official_to_ours(state: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """A (prefix-free) state dict under the official key names, under ours (same order)."""
+    if kind != "binary":
+        return dict(state)
+
+    def rename(key: str) -> str:
+        for official, ours in OFFICIAL_BINARY_PREFIXES.items():
+            if key.startswith(official):
+                return ours + key[len(official):]
+        return key
+
+    return {rename(k): v for k, v in state.items()}
 
 
 def from_official(raw: Mapping[str, Any], kind: str = "auto", source: str = "checkpoint") -> dict:
@@ -171,7 +195,8 @@ def from_official(raw: Mapping[str, Any], kind: str = "auto", source: str = "che
     found = detect_official_kind(state)
     if kind not in ("auto", found):
         raise CheckpointError(f"{source} is an official {found} checkpoint, not {kind}")
-    out = {"format": FORMAT, "version": VERSION, "kind": found, "state_dict": state,
+    out = {"format": FORMAT, "version": VERSION, "kind": found,
+           "state_dict": official_to_ours(state, found),
            "config": to_dict(Config()), "schema": None, "source": "official"}
     if "epoch" in raw:
         out["epoch"] = raw["epoch"]
@@ -204,6 +229,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     if raw.get("format") == FORMAT:
         _validate_ours(raw, str(path))
         raw.setdefault("source", FORMAT)
+        if raw["version"] < 2:  # version 1: official key names
+            raw["state_dict"] = official_to_ours(raw["state_dict"], raw["kind"])
+            raw["version"] = VERSION
         return raw
     return from_official(raw, source=str(path))
 

@@ -13,6 +13,8 @@ import pickle
 import sys
 from collections.abc import Sequence
 
+import torch
+
 from sdaie.config import ConfigError, load_config
 from sdaie.models.binary import BinaryDetector
 from sdaie.models.checkpoint import (CheckpointError, from_official, load_state_strict,
@@ -38,8 +40,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 def convert(src: str, dst: str, kind: str = "auto", config: str | None = None,
             overrides: Sequence[str] = ()) -> str:
     """Convert and return a one-line summary; raises CheckpointError / ConfigError."""
-    import torch
-
     cfg = load_config(config, overrides)
     try:
         raw = torch.load(src, map_location="cpu", weights_only=True)

@@ -1,47 +1,12 @@
 """The fast per-patch path of the SDAIE extractor: the reference's function, from the same weights.
 
-Registered as ``model.implementation="fast"`` (the default). It reads the parameters of
-:class:`~sdaie.models.sdaie_extractor.SDAIEExtractor` as they are (official checkpoints load
-unchanged) and returns the same tokens and taps as the plain spec composition up to float rounding
-(``tests/models/test_fast.py`` checks forward and gradients against it). What it does differently:
-
-1. **SRM bank folded into the first convolution.** The fixed 5x5 bank (3 -> 90 channels) followed
-   by group1_b's 3x3 convolution (90 -> 32) is linear, hence one 7x7 convolution from the 3 colour
-   channels: 19 M multiply-adds per 64x64 patch instead of 115 M. The fold differs from the
-   composition only on the 1-pixel outer ring: there the reference's 3x3 convolution reads zero
-   padding of the *residual*, the 7x7 one the residual of zero-padded *pixels* one step outside.
-   That outside residual (a line of 1 x (W+2) or H x 1 values per side, from the 2 pixel lines next
-   to it) is computed and its contribution subtracted, so the ring is exact too.
-2. **Channels-last maps.** oneDNN convolves NHWC natively; on NCHW every convolution pays a layout
-   reorder of its input and of its output.
-3. **LayerNorm on the NHWC view.** LayerNorm over (C, H, W) normalises all values of a patch, so it
-   runs on the contiguous (H, W, C) view with the affine parameters permuted once per call.
-4. **In-place activations.** ReLU through autograd; Hardtanh through a small Function whose
-   backward masks with the clamped output (autograd's in-place Hardtanh would clone the input).
-   AvgPool (padding counted in the divisor) runs as a depthwise convolution with constant 1/k^2
-   weights: the same windows, and oneDNN's channels-last kernels for it and its gradient take
-   about half the time of the pooling ones.
-5. **Chunks of patches on CPU.** A 32x64x64 float map is 512 KB per patch: 33 MB for a 64-patch
-   batch, above glibc's largest mmap threshold (32 MB), so every such map of the reference is a
-   fresh mapping whose pages fault in on first touch (about half of the reference's CPU time is
-   this kernel work). Chunks keep maps small enough to be recycled by the allocator and to stay
-   in cache, sized per intra-op thread so that every core works on the same amount of map:
-   without autograd :data:`CPU_CHUNK_INFERENCE` patches (2 MB of map, the L2 size of the machine
-   measured; in worker blocks, 7., each worker has one thread), with it :data:`CPU_CHUNK_TRAIN`
-   (larger chunks make fewer, larger weight-gradient reductions; at 1 thread 8, 32 and 64 were
-   no faster; at 2 threads 32 rather than 16 was as fast with spinning OpenMP threads and 3-8 %
-   faster with sleeping ones). On GPU all patches go in one piece.
-6. **Covariance from the NHWC view**: the last map viewed as [P, M, C] is the matrix whose column
-   covariance is wanted; centred, one ``bmm``.
-7. **One block of patches per thread in CPU inference.** With T > 1 intra-op threads and no
-   autograd recording, the patches are split into T contiguous blocks, each run (in chunks, as
-   5.) by a worker thread with one intra-op thread of its own; tokens and taps are concatenated
-   in order, so the result is the same for any T. Splitting every small operation between
-   threads instead pays a team wake-up and barrier per operation: under
-   ``OMP_WAIT_POLICY=PASSIVE`` or on a busy machine one of two cores then idled a third of the
-   time. Training keeps intra-op threads: the same split with each block's backward pass in
-   its worker (a custom autograd Function) measured 3 % slower with spinning OpenMP threads and
-   5 % faster with sleeping ones, not worth its complexity.
+Registered as ``model.implementation="fast"`` (the default). It reads the parameters of the SDAIE
+extractor as they are (official checkpoints load unchanged) and returns the same tokens and taps
+as the plain spec composition up to float rounding (``tests/models/test_fast.py`` checks forward
+and gradients). It folds the SRM bank into the first convolution with an exact border
+correction, runs channels-last with in-place activations, and on CPU goes through patches in
+cache-sized chunks, one block of patches per thread in inference. Why each of these, and what
+was measured: ``docs/performance.md`` (items 1-7 there are referred to below).
 """
 
 from __future__ import annotations
@@ -50,24 +15,38 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sdaie.config import ModelConfig
 from sdaie.models.covpool import isqrt_cov, triu_vector
-from sdaie.models.cpu_memory import keep_freed_memory
-
-if TYPE_CHECKING:  # annotations only: sdaie_extractor imports this module to register it
-    from sdaie.models.sdaie_extractor import SDAIEExtractor
 
 CL = torch.channels_last
-CPU_CHUNK_INFERENCE = 4  # patches per pass and thread on CPU without autograd (docstring, 5)
+CPU_CHUNK_INFERENCE = 4  # patches per pass and thread on CPU without autograd (item 5)
 CPU_CHUNK_TRAIN = 16  # ... and with autograd
 
 Affine = tuple[torch.Tensor | None, torch.Tensor | None]
 Tokens = tuple[torch.Tensor, list[torch.Tensor]]  # token f5 [P, D], taps [f1..f5]
+
+
+class SDAIELayers(Protocol):
+    """What the fast path reads from the SDAIE extractor: its layers, in the official names, and
+    its config (the module itself is :class:`~sdaie.models.sdaie_extractor.SDAIEExtractor`)."""
+
+    cfg: ModelConfig
+    group1: nn.Module  # .hpf.weight: the SRM bank [30, 1, 5, 5]
+    group1_b: nn.Sequential
+    group2: nn.Sequential
+    group3: nn.Sequential
+    group4: nn.Sequential
+    group5: nn.Sequential
+
+    def modules(self) -> Iterator[nn.Module]: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
 
 
 def fold_srm(conv_weight: torch.Tensor, srm: torch.Tensor) -> torch.Tensor:
@@ -248,7 +227,7 @@ def covariance_cl(fmap: torch.Tensor) -> torch.Tensor:
     return torch.bmm(xc.transpose(1, 2), xc) / x.shape[1]
 
 
-def _tokens(m: SDAIEExtractor, patches: torch.Tensor, folded: torch.Tensor,
+def _tokens(m: SDAIELayers, patches: torch.Tensor, folded: torch.Tensor,
             affines: dict[int, Affine]) -> Tokens:
     conv, *rest = m.group1_b
     x = first_conv(patches.contiguous(memory_format=CL), m.group1.hpf.weight, conv, folded)
@@ -263,7 +242,7 @@ def _tokens(m: SDAIEExtractor, patches: torch.Tensor, folded: torch.Tensor,
 
 
 
-def _chunk_tokens(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None) -> Tokens:
+def _chunk_tokens(m: SDAIELayers, patches: torch.Tensor, chunk: int | None) -> Tokens:
     """All patches through :func:`_tokens`, ``chunk`` at a time, in the calling thread."""
     if chunk is None:
         chunk = _default_chunk(m, patches)
@@ -277,7 +256,7 @@ def _chunk_tokens(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None) -
     return taps[-1], taps
 
 
-def _default_chunk(m: SDAIEExtractor, patches: torch.Tensor) -> int:
+def _default_chunk(m: SDAIELayers, patches: torch.Tensor) -> int:
     if patches.device.type != "cpu":
         return max(1, patches.shape[0])
     per_thread = CPU_CHUNK_TRAIN if _records_autograd(m, patches) else CPU_CHUNK_INFERENCE
@@ -318,14 +297,14 @@ def _single_thread_pool(workers: int) -> ThreadPoolExecutor:
     return pool
 
 
-def _records_autograd(m: SDAIEExtractor, patches: torch.Tensor) -> bool:
+def _records_autograd(m: SDAIELayers, patches: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and (patches.requires_grad
                                         or any(p.requires_grad for p in m.parameters()))
 
 
-def _worker_count(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None) -> int:
+def _worker_count(m: SDAIELayers, patches: torch.Tensor, chunk: int | None) -> int:
     """Blocks to run side by side: one per intra-op thread, at most one per chunk; CPU inference
-    only (docstring, 7.)."""
+    only (item 7)."""
     if (patches.device.type != "cpu" or torch.is_autocast_enabled("cpu")
             or _records_autograd(m, patches)):
         return 1
@@ -335,7 +314,7 @@ def _worker_count(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None) -
     return min(threads, math.ceil(patches.shape[0] / (chunk or CPU_CHUNK_INFERENCE)))
 
 
-def _block_tokens(m: SDAIEExtractor, block: torch.Tensor, chunk: int | None, grad: bool,
+def _block_tokens(m: SDAIELayers, block: torch.Tensor, chunk: int | None, grad: bool,
                   inference: bool) -> Tokens:
     """:func:`_chunk_tokens` in a worker, under the caller's grad and inference modes (both are
     per thread and would otherwise be the defaults)."""
@@ -343,7 +322,7 @@ def _block_tokens(m: SDAIEExtractor, block: torch.Tensor, chunk: int | None, gra
         return _chunk_tokens(m, block, chunk)
 
 
-def _parallel_tokens(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None,
+def _parallel_tokens(m: SDAIELayers, patches: torch.Tensor, chunk: int | None,
                      workers: int) -> Tokens:
     """:func:`_chunk_tokens` with the patches split into ``workers`` blocks run side by side."""
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
@@ -354,21 +333,19 @@ def _parallel_tokens(m: SDAIEExtractor, patches: torch.Tensor, chunk: int | None
     return taps[-1], taps
 
 
-def fast_patch_tokens(m: SDAIEExtractor, patches: torch.Tensor,
+def fast_patch_tokens(m: SDAIELayers, patches: torch.Tensor,
                       chunk: int | None = None) -> Tokens:
     """The reference's outputs: token f5 ``[P, D]`` and taps [f1..f5] (maps in channels-last).
 
     ``chunk``: patches per pass (default on CPU :data:`CPU_CHUNK_TRAIN` per thread when autograd
     records, else :data:`CPU_CHUNK_INFERENCE` per thread; on other devices all). In CPU inference
     with several intra-op threads the patches are split into blocks run by single-threaded
-    workers (module docstring, 7.). The SRM fold and the permuted LayerNorm parameters are
+    workers (item 7). The SRM fold and the permuted LayerNorm parameters are
     computed once per pass of chunks, inside the autograd graph, so gradients reach the
     module's own parameters.
     """
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    if patches.device.type == "cpu":
-        keep_freed_memory()  # once per process; section 5 of the module docstring
     workers = _worker_count(m, patches, chunk)
     if workers > 1:
         return _parallel_tokens(m, patches, chunk, workers)

@@ -29,7 +29,7 @@ ARCHS = ("resnet18", "resnet34", "resnet50")
 
 
 def _make_resnet(arch: str) -> nn.Module:
-    import torchvision  # imported here: only this backbone needs it
+    import torchvision  # here: the registry imports this module for every model; only ResNet needs it
 
     if arch not in ARCHS:
         raise ConfigError(f"model.resnet_arch={arch!r}; valid: {list(ARCHS)}")

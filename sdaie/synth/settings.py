@@ -147,6 +147,44 @@ def meter_exposure(scene_ev: float, fnumbers: list[float], isos: list[int], bias
     return fnumbers[j], int(isos[k]), used, math.log2(float(used) / t)
 
 
+def _optics(cam: CameraModel, rng: np.random.Generator
+            ) -> tuple[Fraction, Fraction, list[float], Fraction]:
+    """Focal length (log-uniform over the zoom), the widest aperture there (APEX, as
+    MaxApertureValue stores it), the workable f-stops and the chosen one."""
+    lens = cam.lens
+    if lens.f_max > lens.f_min:
+        f_mm = math.exp(rng.uniform(math.log(lens.f_min), math.log(lens.f_max)))
+        focal = Fraction(round(f_mm * 10), 10)
+    else:
+        focal = Fraction(round(lens.f_min * 10), 10)
+    n_wide = widest_fnumber(cam, float(focal))
+    max_aperture = Fraction(round(2 * math.log2(n_wide) * 100), 100)
+    stops = [n for n in F_STOPS if n >= n_wide - 0.05 and n <= lens.n_stop + 1e-9] or [F_STOPS[0]]
+    fnumber = Fraction(round(stops[int(rng.integers(len(stops)))] * 10), 10)
+    return focal, max_aperture, stops, fnumber
+
+
+def _bias_and_program(cam: CameraModel, rng: np.random.Generator,
+                      mode: int) -> tuple[Fraction, int]:
+    """Exposure compensation (thirds of a stop; bracketing frames at -1, 0, +1 EV) and the
+    exposure program (manual mode forces program 1)."""
+    if mode == 2:  # auto bracketing: the frame is one of -1, 0, +1 EV
+        bias = Fraction(int(rng.choice([-3, 0, 3])), 3)
+    elif rng.random() < cam.bias_prob:
+        bias = Fraction(int(rng.choice([k for k in range(-6, 7) if k])), 3)
+    else:
+        bias = Fraction(0)
+    program = 1 if mode == 1 else int(cam.programs[int(rng.integers(len(cam.programs)))])
+    return bias, program
+
+
+def _capture_time(cam: CameraModel, rng: np.random.Generator) -> dt.datetime:
+    """A uniform second within the camera's years on the market."""
+    start = dt.datetime(cam.years[0], 1, 1)
+    span = (dt.datetime(cam.years[1] + 1, 1, 1) - start).total_seconds()
+    return start + dt.timedelta(seconds=int(rng.integers(int(span))))
+
+
 def sample_settings(cam: CameraModel, rng: np.random.Generator) -> Settings:
     """Draw one photo's settings from the camera's ranges and habits."""
     flash = _choice(rng, cam.flash)
@@ -164,24 +202,8 @@ def sample_settings(cam: CameraModel, rng: np.random.Generator) -> Settings:
     light = "flash" if flash & 1 else "night" if scene == 3 else "day"
     scene_ev = float(rng.uniform(*SCENE_EV[light]))
 
-    lens = cam.lens
-    if lens.f_max > lens.f_min:
-        f_mm = math.exp(rng.uniform(math.log(lens.f_min), math.log(lens.f_max)))
-        focal = Fraction(round(f_mm * 10), 10)
-    else:
-        focal = Fraction(round(lens.f_min * 10), 10)
-    n_wide = widest_fnumber(cam, float(focal))
-    max_aperture = Fraction(round(2 * math.log2(n_wide) * 100), 100)
-    stops = [n for n in F_STOPS if n >= n_wide - 0.05 and n <= lens.n_stop + 1e-9] or [F_STOPS[0]]
-    fnumber = Fraction(round(stops[int(rng.integers(len(stops)))] * 10), 10)
-
-    if mode == 2:  # auto bracketing: the frame is one of -1, 0, +1 EV
-        bias = Fraction(int(rng.choice([-3, 0, 3])), 3)
-    elif rng.random() < cam.bias_prob:
-        bias = Fraction(int(rng.choice([k for k in range(-6, 7) if k])), 3)
-    else:
-        bias = Fraction(0)
-    program = 1 if mode == 1 else int(cam.programs[int(rng.integers(len(cam.programs)))])
+    focal, max_aperture, stops, fnumber = _optics(cam, rng)
+    bias, program = _bias_and_program(cam, rng, mode)
     chosen = float(fnumber)
     shift = mode != 1 and program != 3  # manual and aperture priority keep the chosen aperture
     apertures = [chosen] + ([n for n in stops if n > chosen] if shift else [])
@@ -195,10 +217,7 @@ def sample_settings(cam: CameraModel, rng: np.random.Generator) -> Settings:
         scene_ev, apertures, isos, bias, shutters, round(float(focal) * cam.crop))
     fnumber = Fraction(round(n_used * 10), 10)
 
-    start = dt.datetime(cam.years[0], 1, 1)
-    span = (dt.datetime(cam.years[1] + 1, 1, 1) - start).total_seconds()
-    when = start + dt.timedelta(seconds=int(rng.integers(int(span))))
-
+    when = _capture_time(cam, rng)
     tau = rng.uniform(0.55, 0.65) if flash & 1 else rng.uniform(0.0, 0.45 if scene == 3 else 1.0)
     return Settings(
         iso=iso, exposure_time=exposure_time, fnumber=fnumber, focal_length=focal,

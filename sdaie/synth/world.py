@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from sdaie.synth.cameras import CAMERAS, sample_camera
 from sdaie.synth.generators import GENERATORS, TRAIN_GENERATOR
@@ -213,8 +214,6 @@ def make_world(out: str | Path, photos: int = 300, seed: int = 0, size: int = 19
     jobs = _jobs(photos, gen_images, bc_train, bc_val)
     results = _results(jobs, str(out), seed, size, workers)
     if progress:
-        from tqdm import tqdm
-
         results = tqdm(results, total=len(jobs), desc="synth", unit="img")
     images = list(results)
     info = WorldInfo(

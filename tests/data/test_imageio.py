@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from sdaie.data.imageio import ImageLoadError, check_size, list_images, load_image, to_rgb
-from sdaie.testing.odd_inputs import make_odd_inputs
+from support.odd_inputs import make_odd_inputs
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,6 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
-PHOTOS_CC0 = Path(__file__).resolve().parents[2] / "../shared/data/photos-cc0"
-
 # TIFF field types
 BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED, SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE = (
     1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12)
@@ -230,11 +228,3 @@ def kit() -> SimpleNamespace:
     names = ["entry", "tiff_block", "plain_jpeg", "jpeg_with_block", "pillow_exif", "write_jpeg",
              "pillow_reference", "assert_same_tags", "make_good", "make_bad", "CAMERAS"]
     return SimpleNamespace(**{n: globals()[n] for n in names})
-
-
-@pytest.fixture
-def photos_cc0() -> Path:
-    """The 212 CC0 camera photos beside the repository (skipped when absent: a bare clone)."""
-    if not PHOTOS_CC0.is_dir():
-        pytest.skip("../shared/data/photos-cc0 not present")
-    return PHOTOS_CC0.resolve()

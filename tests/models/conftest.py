@@ -1,4 +1,4 @@
-"""Shared fixtures for the model tests: tiny configs and the spec files beside the repository."""
+"""Shared fixtures for the model tests: tiny configs and the official key list (committed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 
 from sdaie.config import HeadConfig, ModelConfig
 
-SPEC = Path(__file__).resolve().parents[2] / "../shared/spec"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SHARED_SPEC = Path(__file__).resolve().parents[2] / "../shared/spec"  # beside a clone, sometimes
 
 
 def _tiny(**kw) -> ModelConfig:
@@ -34,17 +35,16 @@ def tiny_heads() -> list[HeadConfig]:
 
 
 @pytest.fixture
-def spec_dir() -> Path:
-    if not (SPEC / "official_backbone_keys.tsv").is_file():
-        pytest.skip("shared spec files not present beside the repository")
-    return SPEC.resolve()
-
-
-@pytest.fixture
-def official_keys(spec_dir: Path) -> list[tuple[str, list[int]]]:
-    """(key, shape) rows of official_backbone_keys.tsv, in file order."""
+def official_keys() -> list[tuple[str, list[int]]]:
+    """(key, shape) rows of the official extractor's state dict, in order: a fact of the official
+    code, committed as ``tests/fixtures/official_backbone_keys.tsv`` (a copy of the spec's file,
+    compared with it whenever the spec folder sits beside the clone)."""
+    text = (FIXTURES / "official_backbone_keys.tsv").read_text()
+    shared = SHARED_SPEC / "official_backbone_keys.tsv"
+    if shared.is_file():
+        assert shared.read_text() == text, "tests/fixtures copy differs from the spec's key list"
     rows = []
-    for line in (spec_dir / "official_backbone_keys.tsv").read_text().splitlines():
+    for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         key, shape = line.split("\t")

@@ -101,7 +101,7 @@ def test_own_format_roundtrip_with_extras(tmp_path, tiny_cfg, tiny_heads):
     model = PretextModel(cfg.model, tiny_heads)
     path = save_checkpoint(tmp_path / "p.pt", "pretext", model, cfg, step=7, optimizer={"lr": 1e-4})
     ckpt = load_checkpoint(path)
-    assert (ckpt["format"], ckpt["version"], ckpt["kind"], ckpt["step"]) == ("sdaie", 1, "pretext", 7)
+    assert (ckpt["format"], ckpt["version"], ckpt["kind"], ckpt["step"]) == ("sdaie", 2, "pretext", 7)
     assert ckpt["schema"][1]["tag"] == "Make" and ckpt["config"]["model"]["width"] == 4
     loaded = load_pretext_model(path)
     x = torch.randn(2, 2, 3, 16, 16)
@@ -114,8 +114,8 @@ def test_own_binary_roundtrip_and_from_pretext(tmp_path, tiny_cfg, tiny_heads):
     pre = PretextModel(tiny_cfg(), tiny_heads)
     ppath = save_checkpoint(tmp_path / "p.pt", "pretext", pre, tiny_cfg())
     det = binary_from_pretext(ppath)
-    assert det.training and not det.diffusionextractor_pretrained.training
-    torch.testing.assert_close(det.diffusionextractor_pretrained.group3[0].weight, pre.backbone.group3[0].weight)
+    assert det.training and not det.frozen.training
+    torch.testing.assert_close(det.frozen.group3[0].weight, pre.backbone.group3[0].weight)
     bpath = save_checkpoint(tmp_path / "b.pt", "binary", det, tiny_cfg(), epoch=3)
     again = load_binary_detector(bpath)
     x = torch.randn(1, 3, 3, 16, 16)
@@ -146,3 +146,41 @@ def test_save_refuses_reserved_extras_and_wrong_kind(tmp_path, tiny_cfg, tiny_he
         save_checkpoint(tmp_path / "x.pt", "binary", model, tiny_cfg())
     assert isinstance(build_extractor(tiny_cfg()), torch.nn.Module)
     assert isinstance(BinaryDetector(tiny_cfg()), torch.nn.Module)
+
+
+def test_official_binary_keys_are_renamed_to_ours(tmp_path, official_keys):
+    raw = official_binary(official_keys, module=False)
+    path = tmp_path / "binary.pth"
+    torch.save(raw, path)
+    state = load_checkpoint(path)["state_dict"]
+    official = raw["state_net"]
+    assert len(state) == len(official)
+    for key, _ in official_keys:
+        assert torch.equal(state["trainable." + key], official["diffusionextractor_random." + key])
+        assert torch.equal(state["frozen." + key], official["diffusionextractor_pretrained." + key])
+    assert torch.equal(state["fc.weight"], official["fc.weight"])
+    det = load_binary_detector(path)
+    assert torch.equal(det.frozen.group2[0].weight, official["diffusionextractor_pretrained.group2.0.weight"])
+
+
+def test_version_1_binary_checkpoint_of_ours_still_loads(tmp_path, tiny_cfg):
+    """Version 1 stored the binary detector under the official key names."""
+    det = BinaryDetector(tiny_cfg()).eval()
+    names = {"trainable.": "diffusionextractor_random.", "frozen.": "diffusionextractor_pretrained."}
+
+    def v1_key(key):
+        prefix = next((p for p in names if key.startswith(p)), "")
+        return names[prefix] + key[len(prefix):] if prefix else key
+
+    path = save_checkpoint(tmp_path / "v2.pt", "binary", det, tiny_cfg(), epoch=4)
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 1
+    payload["state_dict"] = {v1_key(k): v for k, v in payload["state_dict"].items()}
+    assert any(k.startswith("diffusionextractor_pretrained.") for k in payload["state_dict"])
+    torch.save(payload, tmp_path / "v1.pt")
+    ckpt = load_checkpoint(tmp_path / "v1.pt")
+    assert ckpt["version"] == 2 and ckpt["epoch"] == 4
+    assert set(ckpt["state_dict"]) == set(det.state_dict())
+    again = load_binary_detector(tmp_path / "v1.pt")
+    x = torch.randn(1, 3, 3, 16, 16)
+    torch.testing.assert_close(again(x), det(x))

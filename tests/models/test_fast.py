@@ -190,7 +190,7 @@ def test_inference_mode_and_binary_detector_taps(tiny_cfg):
     cfg = tiny_cfg(implementation="fast")
     det = BinaryDetector(cfg)
     ref_det = copy.deepcopy(det)
-    for name in ("diffusionextractor_random", "diffusionextractor_pretrained"):
+    for name in ("trainable", "frozen"):
         getattr(ref_det, name).implementation = "reference"
     x = torch.randn(2, 3, 3, 16, 16)
     with torch.inference_mode():

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sdaie.config import HeadConfig, ModelConfig
-from sdaie.testing.odd_inputs import OddFile, make_odd_inputs
+from support.odd_inputs import OddFile, make_odd_inputs
 
 REPO = Path(__file__).resolve().parents[2]
 COPIES = 4  # ~70 recipes per copy -> a few hundred files

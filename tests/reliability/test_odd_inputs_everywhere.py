@@ -1,6 +1,6 @@
 """Every stage over the odd-input zoo: no traceback, every file accounted for, the same verdicts.
 
-The zoo (``sdaie.testing.odd_inputs``, a few hundred files) says per file whether its pixels must
+The zoo (``tests/support/odd_inputs.py``, a few hundred files) says per file whether its pixels must
 be usable (``ok``), must be refused with a reason (``error``) or may go either way (``any``:
 byte-corrupted data). Each stage is checked against that, and against the other stages: a file
 one stage can read, every pixel stage can read.
@@ -359,11 +359,11 @@ def test_pixels_are_decoded_only_by_load_image():
     """One loader, one behaviour: no other module decodes files or applies EXIF orientation."""
     root = Path(__file__).resolve().parents[2] / "sdaie"
     allowed = {"data/imageio.py",  # the loader
-               "exif/reader.py", "exif/index.py",  # headers only (EXIF, size), no pixels used
+               "exif/container.py",  # headers only (format, size), no pixels used
                "data/transforms.py"}  # re-opens its own in-memory JPEG (the perturbation)
     for path in root.rglob("*.py"):
         rel = path.relative_to(root).as_posix()
         text = path.read_text(encoding="utf-8")
         assert "exif_transpose" not in text, rel
-        if rel not in allowed and not rel.startswith(("synth/", "testing/")):
+        if rel not in allowed and not rel.startswith("synth/"):
             assert "Image.open(" not in text and "imread(" not in text, rel

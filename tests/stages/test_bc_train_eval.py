@@ -48,8 +48,8 @@ def test_train_checkpoints_each_epoch_and_resumes_exactly(tiny_world, pretext_ck
     sd = ckpt["state_dict"]
     key = next(k for k in pre if k.startswith("backbone.") and k.endswith("weight"))
     rest = key[len("backbone."):]
-    assert torch.equal(sd[f"diffusionextractor_pretrained.{rest}"], pre[key])
-    assert not torch.equal(sd[f"diffusionextractor_random.{rest}"], pre[key])
+    assert torch.equal(sd[f"frozen.{rest}"], pre[key])
+    assert not torch.equal(sd[f"trainable.{rest}"], pre[key])
 
     rows = list(csv.DictReader(open(full / "train_log.csv")))
     assert {"loss", "ce", "mse_f1", "mse_f5", "train_acc"} <= set(rows[0])

@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tiny"
+import torch
+
+from sdaie.exif.index import main as index_main
+from sdaie.stages import backbone_train, bc_eval, bc_train, oc_main
+from sdaie.synth import make_world
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tiny"
 MARKER = "demo.json"
 STEP_DIRS = ("world", "index", "backbone", "oc", "bc", "bc_eval")
 
@@ -78,16 +84,57 @@ def _stage(label: str, fn: Callable[[list[str]], int], argv: list[str], cli: str
                             "seconds": round(time.perf_counter() - start, 1)})
 
 
+def _world_step(world: Path, photos: int, seed: int, size: int, gen_images: int,
+                workers: int) -> tuple[Callable[[list[str]], int], list[str]]:
+    """The synthetic world as a step, and the ``sdaie synth`` arguments that make the same."""
+    bc_n = WORLD["bc_train"] if gen_images == WORLD["gen_images"] else 4 * gen_images
+    bc_val = max(2, bc_n // 4)
+
+    def synth(_: list[str]) -> int:
+        make_world(world, photos=photos, seed=seed, size=size, gen_images=gen_images,
+                   bc_train=bc_n, bc_val=bc_val, workers=workers, progress=True)
+        return 0
+
+    return synth, [str(world), "--photos", str(photos), "--seed", str(seed), "--size", str(size),
+                   "--gen-images", str(gen_images), "--bc-train", str(bc_n), "--bc-val",
+                   str(bc_val)]
+
+
+Step = tuple[str, Callable[[list[str]], int], list[str], str]  # label, entry point, argv, CLI
+
+
+def _stage_steps(out: Path, world: Path, seed: int, steps: int | None,
+                 epochs: int | None) -> list[Step]:
+    """The four stage steps on the world, with the tiny configs and the demo's sizes."""
+    common = [f"run.seed={seed}"]
+    pretext = out / "backbone" / "checkpoints" / "last.pt"
+    return [
+        ("pretext backbone", backbone_train.main,
+         ["--config", str(CONFIGS / "backbone.yaml"), f"data.index={out / 'index'}",
+          f"run.out_dir={out / 'backbone'}", *common, *BACKBONE,
+          *([f"pretext.steps={steps}"] if steps else [])], "python backbone_train.py"),
+        ("one-class detector", oc_main.main,
+         ["--config", str(CONFIGS / "oc.yaml"), f"oneclass.checkpoint={pretext}",
+          f"oneclass.train_dirs=[{world / 'bc_train' / '0_real'},{world / 'bc_val' / '0_real'}]",
+          f"oneclass.test_root={world / 'testsets'}", f"run.out_dir={out / 'oc'}", *common,
+          *ONECLASS], "python oc_main.py"),
+        ("binary detector training", bc_train.main,
+         ["--config", str(CONFIGS / "bc_train.yaml"), f"binary.pretext_checkpoint={pretext}",
+          f"binary.train_root={world / 'bc_train'}", f"binary.val_root={world / 'bc_val'}",
+          f"run.out_dir={out / 'bc'}", *common, *BINARY,
+          *([f"binary.epochs={epochs}"] if epochs else [])], "python bc_train.py"),
+        ("binary detector evaluation", bc_eval.main,
+         ["--config", str(CONFIGS / "bc_eval.yaml"),
+          f"eval.checkpoint={out / 'bc' / 'checkpoints' / 'last.pt'}",
+          f"eval.test_root={world / 'testsets'}", f"run.out_dir={out / 'bc_eval'}", *common,
+          *EVAL], "python bc_eval.py"),
+    ]
+
+
 def run_demo(out: Path, seed: int = 0, photos: int = WORLD["photos"], size: int = WORLD["size"],
              gen_images: int = WORLD["gen_images"], steps: int | None = None,
              epochs: int | None = None, workers: int = 2) -> dict:
     """Run every step into ``out``; returns what ``demo.json`` holds."""
-    import torch
-
-    from sdaie.exif.index import main as index_main
-    from sdaie.stages import backbone_train, bc_eval, bc_train, oc_main
-    from sdaie.synth import make_world
-
     if not CONFIGS.is_dir():
         raise SystemExit(f"demo: the tiny configs are missing ({CONFIGS}); run from a clone")
     _prepare(out)
@@ -95,47 +142,16 @@ def run_demo(out: Path, seed: int = 0, photos: int = WORLD["photos"], size: int 
     record: dict = {"seed": seed, "out": str(out), "torch_threads": torch.get_num_threads(),
                     "steps": []}
     world = out / "world"
-    bc_n = WORLD["bc_train"] if gen_images == WORLD["gen_images"] else 4 * gen_images
-
-    def synth(_: list[str]) -> int:
-        make_world(world, photos=photos, seed=seed, size=size, gen_images=gen_images,
-                   bc_train=bc_n, bc_val=max(2, bc_n // 4), workers=workers, progress=True)
-        return 0
-
-    _stage("synthetic world", synth, [str(world), "--photos", str(photos), "--seed", str(seed),
-                                      "--size", str(size), "--gen-images", str(gen_images),
-                                      "--bc-train", str(bc_n), "--bc-val", str(max(2, bc_n // 4))],
-           "sdaie synth", record)
+    synth, synth_argv = _world_step(world, photos, seed, size, gen_images, workers)
+    _stage("synthetic world", synth, synth_argv, "sdaie synth", record)
     _stage("EXIF index", index_main, [str(world / "photos"), "--out", str(out / "index"),
                                       "--workers", str(workers), "--no-progress"],
            "sdaie index", record)
-    common = [f"run.seed={seed}"]
-    _stage("pretext backbone", backbone_train.main,
-           ["--config", str(CONFIGS / "backbone.yaml"), f"data.index={out / 'index'}",
-            f"run.out_dir={out / 'backbone'}", *common, *BACKBONE,
-            *([f"pretext.steps={steps}"] if steps else [])],
-           "python backbone_train.py", record)
-    pretext = out / "backbone" / "checkpoints" / "last.pt"
-    _stage("one-class detector", oc_main.main,
-           ["--config", str(CONFIGS / "oc.yaml"), f"oneclass.checkpoint={pretext}",
-            f"oneclass.train_dirs=[{world / 'bc_train' / '0_real'},{world / 'bc_val' / '0_real'}]",
-            f"oneclass.test_root={world / 'testsets'}", f"run.out_dir={out / 'oc'}", *common,
-            *ONECLASS],
-           "python oc_main.py", record)
-    _stage("binary detector training", bc_train.main,
-           ["--config", str(CONFIGS / "bc_train.yaml"), f"binary.pretext_checkpoint={pretext}",
-            f"binary.train_root={world / 'bc_train'}", f"binary.val_root={world / 'bc_val'}",
-            f"run.out_dir={out / 'bc'}", *common, *BINARY,
-            *([f"binary.epochs={epochs}"] if epochs else [])],
-           "python bc_train.py", record)
-    _stage("binary detector evaluation", bc_eval.main,
-           ["--config", str(CONFIGS / "bc_eval.yaml"),
-            f"eval.checkpoint={out / 'bc' / 'checkpoints' / 'last.pt'}",
-            f"eval.test_root={world / 'testsets'}", f"run.out_dir={out / 'bc_eval'}", *common,
-            *EVAL],
-           "python bc_eval.py", record)
+    for label, fn, argv, cli in _stage_steps(out, world, seed, steps, epochs):
+        _stage(label, fn, argv, cli, record)
     record["seconds"] = round(time.perf_counter() - start, 1)
-    record["tables"] = {"one_class": [str(out / "oc" / "oc_metrics.csv"), str(out / "oc" / "oc_metrics.md")],
+    record["tables"] = {"one_class": [str(out / "oc" / "oc_metrics.csv"),
+                                      str(out / "oc" / "oc_metrics.md")],
                         "binary": [str(out / "bc_eval" / "bc_metrics.csv"),
                                    str(out / "bc_eval" / "bc_metrics.md")]}
     (out / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -162,8 +178,6 @@ def _print_summary(out: Path, record: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    import torch
-
     torch.set_num_threads(max(1, args.threads))
     out = Path(args.out)
     record = run_demo(out, args.seed, args.photos, args.size, args.gen_images, args.steps,

@@ -22,6 +22,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -212,6 +213,124 @@ def _save(img: Image.Image, fmt: str, **kwargs) -> bytes:
     return buf.getvalue()
 
 
+Put = Callable[[str, bytes, str, str], None]  # (file name, bytes, kind, expect)
+
+
+def _broken(put: Put, rng: np.random.Generator, tag: str, good: bytes) -> None:
+    """Truncated and corrupted JPEG data, empty files, text and HTML under image names."""
+    for frac in (0.0, 0.02, 0.3, 0.7, 0.98):
+        cut = max(1, int(len(good) * frac)) if frac else 2
+        # Pillow fills a truncated scan with grey only when LOAD_TRUNCATED_IMAGES is set; we
+        # never set it, so any cut inside the data is an error.
+        put(f"truncated_{int(frac * 100):02d}_{tag}.jpg", good[:cut], f"truncated jpeg {frac:.0%}",
+            "error")
+    for k in range(3):
+        data = np.frombuffer(good, dtype=np.uint8).copy()
+        idx = rng.integers(len(data) // 3, len(data) - 4, size=20)
+        data[idx] = rng.integers(0, 256, size=20, dtype=np.uint8)
+        put(f"corrupted_{k}_{tag}.jpg", data.tobytes(), "byte-corrupted jpeg", "any")
+    put(f"zero_bytes_{tag}.jpg", b"", "zero-byte .jpg", "error")
+    put(f"zero_bytes_{tag}.png", b"", "zero-byte .png", "error")
+    put(f"text_{tag}.jpg", b"hello, this is not an image\n" * 3, "text file named .jpg", "error")
+    put(f"html_{tag}.jpg", b"<!DOCTYPE html><html><body>404 Not Found</body></html>",
+        "HTML saved as .jpg", "error")
+    put(f"text_{tag}.tif", b"II*\x00garbage", "broken TIFF header", "error")
+
+
+def _sizes(put: Put, rng: np.random.Generator, tag: str) -> None:
+    """Tiny, around the 64-px patch, very thin."""
+    for w, h in [(1, 1), (2, 2), (7, 5), (63, 63), (64, 64), (65, 65), (63, 200), (200, 63),
+                 (1, 500), (500, 1), (640, 3)]:
+        arr = _scene(rng, w, h)
+        put(f"size_{w}x{h}_{tag}.png", _save(Image.fromarray(arr), "PNG"), f"{w}x{h} png", "ok")
+
+
+def _modes(put: Put, tag: str, rgb: Image.Image) -> None:
+    """Every Pillow mode a photo folder may hold."""
+    put(f"mode_L_{tag}.jpg", _save(rgb.convert("L"), "JPEG"), "grayscale jpeg", "ok")
+    put(f"mode_P_{tag}.png", _save(rgb.convert("P"), "PNG"), "palette png", "ok")
+    put(f"mode_RGBA_{tag}.png", _save(rgb.convert("RGBA"), "PNG"), "RGBA png", "ok")
+    put(f"mode_LA_{tag}.png", _save(rgb.convert("LA"), "PNG"), "LA png", "ok")
+    put(f"mode_CMYK_{tag}.jpg", _save(rgb.convert("CMYK"), "JPEG"), "CMYK jpeg", "ok")
+    put(f"mode_1_{tag}.png", _save(rgb.convert("1"), "PNG"), "1-bit png", "ok")
+    put(f"mode_1_{tag}.tif", _save(rgb.convert("1"), "TIFF"), "1-bit tiff", "ok")
+    gray16 = (np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+    put(f"mode_I16_{tag}.png", _save(Image.fromarray(gray16), "PNG"), "16-bit png", "ok")
+    put(f"mode_I16_{tag}.tif", _save(Image.fromarray(gray16), "TIFF"), "16-bit tiff", "ok")
+    flt = np.asarray(rgb.convert("L"), dtype=np.float32) / 255.0
+    put(f"mode_F_{tag}.tif", _save(Image.fromarray(flt), "TIFF"), "float tiff", "ok")
+    put(f"mode_RGB_{tag}.tif", _save(rgb, "TIFF"), "RGB tiff", "ok")
+
+
+def _flat_and_saturated(put: Put, rng: np.random.Generator, tag: str) -> None:
+    """Flat images (zero-trace covariance downstream), PNGs claiming enormous sizes, and
+    saturated ones (every pixel at 0 or 255)."""
+    for name, value in (("black", 0), ("white", 255), ("grey", 128)):
+        flat = np.full((128, 128, 3), value, np.uint8)
+        put(f"flat_{name}_{tag}.jpg", _jpeg_bytes(flat), f"flat {name} jpeg", "ok")
+        put(f"flat_{name}_{tag}.png", _save(Image.fromarray(flat), "PNG"), f"flat {name} png",
+            "ok")
+    put(f"bomb_claim_{tag}.png", _png_claiming(100_000, 100_000), "PNG claiming 1e10 px", "error")
+    put(f"bomb_claim_{tag}.jpg", _png_claiming(30_000, 30_000), "PNG bytes named .jpg, 9e8 px",
+        "error")
+    red = np.zeros((96, 96, 3), np.uint8)
+    red[..., 0] = 255
+    put(f"saturated_red_{tag}.png", _save(Image.fromarray(red), "PNG"), "saturated red png", "ok")
+    checker = ((np.indices((96, 96)).sum(0) % 2) * 255).astype(np.uint8)
+    put(f"saturated_checker_{tag}.png", _save(Image.fromarray(checker).convert("RGB"), "PNG"),
+        "0/255 pixel checkerboard png", "ok")
+    clipped = np.where(rng.random((96, 96, 3)) < 0.5, 0, 255).astype(np.uint8)
+    put(f"saturated_noise_{tag}.jpg", _jpeg_bytes(clipped), "0/255 noise jpeg", "ok")
+
+
+def _containers(put: Put, rng: np.random.Generator, tag: str, rgb: Image.Image,
+                good: bytes) -> None:
+    """More containers and depths, and headers claiming enormous sizes in each container."""
+    deep = rng.integers(0, 65536, size=(40, 48, 3), dtype=np.uint16)
+    put(f"mode_RGB16_{tag}.png", _png16(deep), "16-bit RGB png", "ok")
+    put(f"mode_RGBA16_{tag}.png", _png16(np.concatenate([deep, deep[..., :1]], axis=2)),
+        "16-bit RGBA png", "ok")
+    put(f"mode_1_g4_{tag}.tif", _save(rgb.convert("1"), "TIFF", compression="group4"),
+        "1-bit CCITT G4 tiff", "ok")
+    put(f"mode_RGB_lzw_{tag}.tif", _save(rgb, "TIFF", compression="tiff_lzw"), "LZW RGB tiff",
+        "ok")
+    put(f"mode_RGB_{tag}.bmp", _save(rgb, "BMP"), "RGB bmp", "ok")
+    put(f"mode_RGB_{tag}.webp", _save(rgb, "WEBP", lossless=True), "lossless webp", "ok")
+    put(f"jpeg_named_png_{tag}.png", _jpeg_bytes(_scene(rng, 80, 64)), "JPEG bytes named .png",
+        "ok")
+    put(f"text_{tag}.bmp", b"BM" + b"\xff" * 40, "broken BMP header", "error")
+    put(f"bomb_claim_sof_{tag}.jpg", _jpeg_claiming(good, 65500, 65500),
+        "JPEG frame header claiming 65500x65500", "error")
+    put(f"bomb_claim_{tag}.tif", _tiff_claiming(200_000, 200_000), "TIFF claiming 4e10 px",
+        "error")
+    put(f"zero_size_{tag}.png", _png(0, 10, 8, 2, b""), "PNG claiming 0x10 px", "error")
+
+
+def _exif(put: Put, rng: np.random.Generator, tag: str) -> None:
+    """Malformed EXIF inside otherwise valid JPEGs (the pixels stay usable), then valid camera
+    photos (so an index of the zoo is not empty), one with orientation 6 ("rotate 90 degrees to
+    display"), which must not be applied to the pixels."""
+    pix = _scene(rng, 128, 96)
+    for name, blob in (("zero_denominator", _exif_zero_denominator()),
+                       ("wrong_types", _exif_wrong_types()),
+                       ("ifd_loop", _exif_loop()),
+                       ("sub_ifd_loop", _exif_sub_ifd_loop()),
+                       ("offsets_out_of_range", _exif_out_of_range()),
+                       ("huge_entry_count", _exif_huge_count()),
+                       ("count_overflow", _exif_count_overflow()),
+                       ("extreme_values", _exif_extreme_values()),
+                       ("bad_tiff_header", _exif_bad_header())):
+        put(f"exif_{name}_{tag}.jpg", _jpeg_bytes(pix, exif=b"Exif\0\0" + blob),
+            f"jpeg with EXIF: {name.replace('_', ' ')}", "ok")
+    camera = _jpeg_bytes(pix, exif=_camera_exif(rng).tobytes())
+    for k in range(3):
+        put(f"exif_fuzz_{k}_{tag}.jpg", _corrupt_exif_payload(camera, rng, 12),
+            "jpeg with EXIF: random bytes in the EXIF block", "ok")
+    put(f"camera_{tag}.jpg", camera, "camera jpeg", "ok")
+    put(f"camera_rotated_{tag}.jpg", _jpeg_bytes(pix, exif=_camera_exif(rng, 6).tobytes()),
+        "camera jpeg, EXIF orientation 6", "ok")
+
+
 def make_odd_inputs(out_dir: str | Path, seed: int = 0, copies: int = 1) -> list[OddFile]:
     """Write the zoo into ``out_dir`` (flat); ``copies`` > 1 repeats each recipe with new seeds."""
     out = Path(out_dir)
@@ -228,113 +347,11 @@ def make_odd_inputs(out_dir: str | Path, seed: int = 0, copies: int = 1) -> list
         tag = f"{c:03d}"
         good = _jpeg_bytes(_scene(rng, 160, 120))
         put(f"good_{tag}.jpg", good, "valid jpeg", "ok")
-
-        # Truncation and corruption of JPEG data.
-        for frac in (0.0, 0.02, 0.3, 0.7, 0.98):
-            cut = max(1, int(len(good) * frac)) if frac else 2
-            # Pillow fills a truncated scan with grey only when LOAD_TRUNCATED_IMAGES is set; we
-            # never set it, so any cut inside the data is an error.
-            put(f"truncated_{int(frac * 100):02d}_{tag}.jpg", good[:cut], f"truncated jpeg {frac:.0%}",
-                "error")
-        for k in range(3):
-            data = np.frombuffer(good, dtype=np.uint8).copy()
-            idx = rng.integers(len(data) // 3, len(data) - 4, size=20)
-            data[idx] = rng.integers(0, 256, size=20, dtype=np.uint8)
-            put(f"corrupted_{k}_{tag}.jpg", data.tobytes(), "byte-corrupted jpeg", "any")
-        put(f"zero_bytes_{tag}.jpg", b"", "zero-byte .jpg", "error")
-        put(f"zero_bytes_{tag}.png", b"", "zero-byte .png", "error")
-        put(f"text_{tag}.jpg", b"hello, this is not an image\n" * 3, "text file named .jpg", "error")
-        put(f"html_{tag}.jpg", b"<!DOCTYPE html><html><body>404 Not Found</body></html>",
-            "HTML saved as .jpg", "error")
-        put(f"text_{tag}.tif", b"II*\x00garbage", "broken TIFF header", "error")
-
-        # Sizes: tiny, around the 64-px patch, very thin.
-        for w, h in [(1, 1), (2, 2), (7, 5), (63, 63), (64, 64), (65, 65), (63, 200), (200, 63),
-                     (1, 500), (500, 1), (640, 3)]:
-            arr = _scene(rng, w, h)
-            put(f"size_{w}x{h}_{tag}.png", _save(Image.fromarray(arr), "PNG"), f"{w}x{h} png", "ok")
-
-        # Modes.
+        _broken(put, rng, tag, good)
+        _sizes(put, rng, tag)
         rgb = Image.fromarray(_scene(rng, 96, 80))
-        put(f"mode_L_{tag}.jpg", _save(rgb.convert("L"), "JPEG"), "grayscale jpeg", "ok")
-        put(f"mode_P_{tag}.png", _save(rgb.convert("P"), "PNG"), "palette png", "ok")
-        put(f"mode_RGBA_{tag}.png", _save(rgb.convert("RGBA"), "PNG"), "RGBA png", "ok")
-        put(f"mode_LA_{tag}.png", _save(rgb.convert("LA"), "PNG"), "LA png", "ok")
-        put(f"mode_CMYK_{tag}.jpg", _save(rgb.convert("CMYK"), "JPEG"), "CMYK jpeg", "ok")
-        put(f"mode_1_{tag}.png", _save(rgb.convert("1"), "PNG"), "1-bit png", "ok")
-        put(f"mode_1_{tag}.tif", _save(rgb.convert("1"), "TIFF"), "1-bit tiff", "ok")
-        gray16 = (np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
-        put(f"mode_I16_{tag}.png", _save(Image.fromarray(gray16), "PNG"), "16-bit png", "ok")
-        put(f"mode_I16_{tag}.tif", _save(Image.fromarray(gray16), "TIFF"), "16-bit tiff", "ok")
-        flt = np.asarray(rgb.convert("L"), dtype=np.float32) / 255.0
-        put(f"mode_F_{tag}.tif", _save(Image.fromarray(flt), "TIFF"), "float tiff", "ok")
-        put(f"mode_RGB_{tag}.tif", _save(rgb, "TIFF"), "RGB tiff", "ok")
-
-        # Flat images (zero-trace covariance downstream).
-        for name, value in (("black", 0), ("white", 255), ("grey", 128)):
-            flat = np.full((128, 128, 3), value, np.uint8)
-            put(f"flat_{name}_{tag}.jpg", _jpeg_bytes(flat), f"flat {name} jpeg", "ok")
-            put(f"flat_{name}_{tag}.png", _save(Image.fromarray(flat), "PNG"), f"flat {name} png",
-                "ok")
-
-        # Headers that claim enormous dimensions.
-        put(f"bomb_claim_{tag}.png", _png_claiming(100_000, 100_000), "PNG claiming 1e10 px", "error")
-        put(f"bomb_claim_{tag}.jpg", _png_claiming(30_000, 30_000), "PNG bytes named .jpg, 9e8 px",
-            "error")
-
-        # Saturated: every pixel at 0 or 255 (clipped highlights, pure colours, pixel checkerboard).
-        red = np.zeros((96, 96, 3), np.uint8)
-        red[..., 0] = 255
-        put(f"saturated_red_{tag}.png", _save(Image.fromarray(red), "PNG"), "saturated red png", "ok")
-        checker = ((np.indices((96, 96)).sum(0) % 2) * 255).astype(np.uint8)
-        put(f"saturated_checker_{tag}.png", _save(Image.fromarray(checker).convert("RGB"), "PNG"),
-            "0/255 pixel checkerboard png", "ok")
-        clipped = np.where(rng.random((96, 96, 3)) < 0.5, 0, 255).astype(np.uint8)
-        put(f"saturated_noise_{tag}.jpg", _jpeg_bytes(clipped), "0/255 noise jpeg", "ok")
-
-        # More containers and depths.
-        deep = rng.integers(0, 65536, size=(40, 48, 3), dtype=np.uint16)
-        put(f"mode_RGB16_{tag}.png", _png16(deep), "16-bit RGB png", "ok")
-        put(f"mode_RGBA16_{tag}.png", _png16(np.concatenate([deep, deep[..., :1]], axis=2)),
-            "16-bit RGBA png", "ok")
-        put(f"mode_1_g4_{tag}.tif", _save(rgb.convert("1"), "TIFF", compression="group4"),
-            "1-bit CCITT G4 tiff", "ok")
-        put(f"mode_RGB_lzw_{tag}.tif", _save(rgb, "TIFF", compression="tiff_lzw"), "LZW RGB tiff",
-            "ok")
-        put(f"mode_RGB_{tag}.bmp", _save(rgb, "BMP"), "RGB bmp", "ok")
-        put(f"mode_RGB_{tag}.webp", _save(rgb, "WEBP", lossless=True), "lossless webp", "ok")
-        put(f"jpeg_named_png_{tag}.png", _jpeg_bytes(_scene(rng, 80, 64)), "JPEG bytes named .png",
-            "ok")
-        put(f"text_{tag}.bmp", b"BM" + b"\xff" * 40, "broken BMP header", "error")
-
-        # Headers that claim enormous dimensions, in each container.
-        put(f"bomb_claim_sof_{tag}.jpg", _jpeg_claiming(good, 65500, 65500),
-            "JPEG frame header claiming 65500x65500", "error")
-        put(f"bomb_claim_{tag}.tif", _tiff_claiming(200_000, 200_000), "TIFF claiming 4e10 px",
-            "error")
-        put(f"zero_size_{tag}.png", _png(0, 10, 8, 2, b""), "PNG claiming 0x10 px", "error")
-
-        # Malformed EXIF inside otherwise valid JPEGs: the pixels stay usable.
-        pix = _scene(rng, 128, 96)
-        for name, blob in (("zero_denominator", _exif_zero_denominator()),
-                           ("wrong_types", _exif_wrong_types()),
-                           ("ifd_loop", _exif_loop()),
-                           ("sub_ifd_loop", _exif_sub_ifd_loop()),
-                           ("offsets_out_of_range", _exif_out_of_range()),
-                           ("huge_entry_count", _exif_huge_count()),
-                           ("count_overflow", _exif_count_overflow()),
-                           ("extreme_values", _exif_extreme_values()),
-                           ("bad_tiff_header", _exif_bad_header())):
-            put(f"exif_{name}_{tag}.jpg", _jpeg_bytes(pix, exif=b"Exif\0\0" + blob),
-                f"jpeg with EXIF: {name.replace('_', ' ')}", "ok")
-        camera = _jpeg_bytes(pix, exif=_camera_exif(rng).tobytes())
-        for k in range(3):
-            put(f"exif_fuzz_{k}_{tag}.jpg", _corrupt_exif_payload(camera, rng, 12),
-                "jpeg with EXIF: random bytes in the EXIF block", "ok")
-
-        # Valid camera photos (so an index of the zoo is not empty), one with orientation 6
-        # ("rotate 90 degrees to display"), which must not be applied to the pixels.
-        put(f"camera_{tag}.jpg", camera, "camera jpeg", "ok")
-        put(f"camera_rotated_{tag}.jpg", _jpeg_bytes(pix, exif=_camera_exif(rng, 6).tobytes()),
-            "camera jpeg, EXIF orientation 6", "ok")
+        _modes(put, tag, rgb)
+        _flat_and_saturated(put, rng, tag)
+        _containers(put, rng, tag, rgb, good)
+        _exif(put, rng, tag)
     return files

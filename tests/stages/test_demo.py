@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from sdaie import demo
+from sdaie.stages import demo
 
 
 @pytest.fixture(autouse=True)

@@ -1,1 +1,0 @@
-"""Generators of test inputs (odd and malformed files) shared by the test suite and benchmarks."""
