@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from sdaie.atomic import atomic_savez
 from sdaie.data.imageio import ImageLoadError, load_image
-from sdaie.data.patches import grid_patches, normalize
+from sdaie.data.patches import grid_patches
+from sdaie.pixels import normalize
 from sdaie.data.transforms import CLEAN, Perturbation
 from sdaie.oneclass.gmm import OneClassGMM
 
