@@ -25,9 +25,13 @@ class HeldOutPhotos(Dataset):
     """
 
     def __init__(self, pairs: PairDataset, seed: int):
-        self.index, self.ids, self.labels = pairs.index, pairs.ids, pairs.labels
+        self.index, self.ids = pairs.index, pairs.ids
         self.n_patches, self.patch_size, self.use_shards = pairs.n_patches, pairs.patch_size, pairs.use_shards
         self.seed = seed
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.index.labels_tensor()  # the index's mapped labels, not a copy
 
     def __len__(self) -> int:
         return len(self.ids)

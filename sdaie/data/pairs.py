@@ -28,10 +28,9 @@ from sdaie.seeding import Stream, derive_seed
 
 
 class PhotoIndexLike(Protocol):
-    """What this module needs from :class:`sdaie.exif.index.PhotoIndex`."""
+    """What this module needs from :class:`sdaie.exif.store.PhotoIndex`."""
 
-    records: list[dict]
-
+    def __len__(self) -> int: ...
     def labels_tensor(self) -> torch.Tensor: ...
     def image_path(self, i: int) -> Any: ...
     def crop(self, i: int) -> np.ndarray | None: ...
@@ -133,9 +132,14 @@ class PairDataset(Dataset):
                  patch_size: int = 64, use_shards: bool = True):
         self.index = index
         self.ids = np.asarray(ids, dtype=np.int64)
-        self.labels = index.labels_tensor().float()
         self.n_patches, self.patch_size, self.use_shards = n_patches, patch_size, use_shards
         self._bad: set[int] = set()  # unreadable in this process: reported once, not re-decoded
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """``[N, heads]`` labels of the whole index: a view of its memory-mapped file, never a
+        copy held here (a dataset pickled for a spawned worker carries no labels)."""
+        return self.index.labels_tensor()
 
     def __len__(self) -> int:
         return len(self.ids)

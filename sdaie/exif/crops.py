@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Iterable
 
 import numpy as np
 
@@ -77,10 +76,8 @@ class ShardWriter:
         self.n = 0
 
 
-def collect_garbage(out: Path, entries: Iterable[dict[str, Any]]) -> None:
-    """Delete crop shards that no entry references any more (changed or removed photos)."""
-    used = {e["crop"]["shard"] for e in entries
-            if isinstance(e.get("crop"), dict) and e["crop"].get("shard") is not None}
+def collect_garbage(out: Path, used: set[int]) -> None:
+    """Delete crop shards whose number is not in ``used`` (changed or removed photos)."""
     for path in (out / CROP_DIR).glob("shard_*.npy") if (out / CROP_DIR).is_dir() else []:
         number = _shard_number(path)
         if number is not None and number not in used:

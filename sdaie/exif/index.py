@@ -1,19 +1,25 @@
 """``sdaie index``: turn a folder of photographs into EXIF supervision for the pretext task.
 
-Writes into ``--out``: ``index.jsonl`` (one line per usable photo), ``vocab.json`` (heads and
-class names), ``summary.json`` (counts, coverage, skipped files with reasons), optional
-``crops/shard_XXXXX.npy`` (native-resolution centre crops, never resized), the parse journal
-``exif_cache.jsonl``, plus ``config.yaml``/``environment.json``.
+Writes into ``--out`` an index folder (``docs/index-format.md``): ``manifest.json`` (format
+version, rows, vocabularies), the memory-mapped arrays training reads (``data-<build>/``),
+``index.jsonl`` (one line per usable photo, with its tags: for people and tools),
+``vocab.json`` (heads and class names), ``summary.json`` (counts, coverage, skipped files with
+reasons), optional ``crops/shard_XXXXX.npy`` (native-resolution centre crops, never resized), the
+parse journal ``exif_cache.jsonl``, plus ``config.yaml``/``environment.json``.
 
 A photo is *usable* when its image header opens, the file is complete (JPEG: an end-of-image
 marker after the scan; PNG: an IEND chunk) and at least one schema head gets a label. Everything
 else is skipped and listed with its reason; nothing stops a long run unless ``--strict``.
 
+A run streams: per file it keeps the relative path, its stat and the offset of its journal line
+(tens of bytes), reads entries back from the journal when it needs them, and writes the outputs
+row by row, so memory stays flat as the folder grows. A killed run resumes from its journal.
+
 The jobs live in their own modules: :mod:`~sdaie.exif.scan` (what needs work, worker processes),
 :mod:`~sdaie.exif.parse` (one file's header), :mod:`~sdaie.exif.crops` (the shard store),
 :mod:`~sdaie.exif.journal` (the incremental cache), :mod:`~sdaie.exif.summary` (the output
-files) and :mod:`~sdaie.exif.store` (reading an index back: :func:`load_index`). This module runs
-them in order and is the command line.
+files), :mod:`~sdaie.exif.writer` (the folder format) and :mod:`~sdaie.exif.store` (reading an
+index back: :func:`load_index`). This module runs them in order and is the command line.
 """
 
 from __future__ import annotations
@@ -23,14 +29,16 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+import numpy as np
 
 from sdaie.config import Config, ConfigError, load_config
 from sdaie.data.imageio import list_images
 from sdaie.exif.crops import ShardWriter, collect_garbage
-from sdaie.exif.journal import CACHE_NAME, Journal, compact, read_cache
+from sdaie.exif.journal import CACHE_NAME, EntryReader, Journal, compact
 from sdaie.exif.parse import usable_reason
-from sdaie.exif.scan import Task, plan_tasks, run_tasks
+from sdaie.exif.scan import Files, plan_tasks, relative_paths, run_tasks, survey
 from sdaie.exif.schema import Schema
 from sdaie.exif.store import PhotoIndex, load_index
 from sdaie.exif.summary import write_outputs
@@ -46,13 +54,15 @@ class StrictError(RuntimeError):
 
 @dataclass
 class IndexStats:
-    """What a run did (the CLI prints it; tests check it)."""
+    """What a run did (the CLI prints it; tests check it). ``skipped`` holds the first skipped
+    files (all of them are in summary.json), ``skipped_count`` their number."""
 
     files: int = 0
     indexed: int = 0
     parsed: int = 0
     cropped: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped_count: int = 0
     models: int = 0
     makes: int = 0
 
@@ -70,58 +80,97 @@ def build_index(photo_dir: str | Path, out_dir: str | Path, cfg: Config, *, work
     schema = Schema(cfg.schema.heads)  # validates the heads before any work
     out.mkdir(parents=True, exist_ok=True)
     cache_path = out / CACHE_NAME
-    files = list_images(root)
-    entries, tasks = plan_tasks(root, files, read_cache(cache_path), schema, crop_size)
-    stats = IndexStats(files=len(files), parsed=sum(t.parse for t in tasks))
-    _process(tasks, entries, out, schema, crop_size, workers, strict, progress, stats)
+    files = survey(root, relative_paths(root, list_images(root)), cache_path, schema, crop_size)
+    stats = IndexStats(files=len(files), parsed=files.parse_count())
+    _process(files, out, schema, crop_size, workers, strict, progress, stats)
 
     # Labels, vocabularies and outputs are recomputed from all entries every run.
-    schema = Schema.fit(cfg.schema.heads,
-                        (e.get("tags", {}) for e in entries.values() if not e.get("error")))
-    tally = write_outputs(root, out, entries, schema, crop_size, stats.files, stats.parsed)
-    stats.skipped = tally.skipped
-    stats.indexed, stats.models, stats.makes = len(tally.lines), len(tally.cameras), len(tally.makes)
-    compact(cache_path, entries)
-    collect_garbage(out, entries.values())
+    reader = EntryReader(cache_path)
+    try:
+        used_shards: set[int] = set()
+        schema = Schema.fit(cfg.schema.heads,
+                            (e.get("tags", {}) for e in _entries(files, reader, used_shards)
+                             if not e.get("error")))
+        tally = write_outputs(root, out, _entries(files, reader), schema, crop_size, stats.files,
+                              stats.parsed)
+    finally:
+        reader.close()
+    stats.skipped, stats.skipped_count = tally.skipped_examples, tally.skipped
+    stats.indexed, stats.models, stats.makes = tally.indexed, len(tally.cameras), len(tally.makes)
+    compact(cache_path, np.where(_stat_failed(files), -1, files.offsets))
+    collect_garbage(out, used_shards)
     return stats
 
 
-def _process(tasks: list[Task], entries: dict[str, dict[str, Any]], out: Path, schema: Schema,
-             crop_size: int | None, workers: int, strict: bool, progress: bool,
-             stats: IndexStats) -> None:
+def _stat_failed(files: Files) -> np.ndarray:
+    failed = np.zeros(len(files), dtype=bool)
+    failed[list(files.errors)] = True
+    return failed
+
+
+def _entries(files: Files, reader: EntryReader,
+             shards: set[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Every file's current entry, in row order, read back from the journal (``shards``
+    collects the crop shards they use)."""
+    for k, rel in enumerate(files.rels):
+        if k in files.errors:
+            yield {"path": rel, "error": files.errors[k]}
+            continue
+        entry = reader(int(files.offsets[k]))
+        crop = entry.get("crop")
+        if shards is not None and isinstance(crop, dict) and crop.get("shard") is not None:
+            shards.add(crop["shard"])
+        yield entry
+
+
+def _process(files: Files, out: Path, schema: Schema, crop_size: int | None, workers: int,
+             strict: bool, progress: bool, stats: IndexStats) -> None:
     """Run the tasks, journal their entries, and store crops into shards as they arrive.
 
     An entry whose crop sits in a shard not yet written is journalled only once that shard is.
     """
-    shards = ShardWriter(out, crop_size) if crop_size and tasks else None
-    pending: list[dict[str, Any]] = []
+    total, tasks = plan_tasks(files, crop_size)
+    shards = ShardWriter(out, crop_size) if crop_size and total else None
+    pending: list[tuple[int, dict[str, Any]]] = []
+    old = EntryReader(out / CACHE_NAME) if (out / CACHE_NAME).exists() else None
     with Journal(out / CACHE_NAME) as journal:
-        for rel, parsed, crop, status in run_tasks(tasks, schema.heads, workers, progress):
-            entry = entries[rel]
+
+        def log(items: list[tuple[int, dict[str, Any]]]) -> None:
+            for (k, _), offset in zip(items, journal.log([e for _, e in items])):
+                files.offsets[k] = offset
+
+        for task, (rel, parsed, crop, status) in run_tasks(tasks, total, schema.heads, workers,
+                                                           progress):
+            k = task.pos
             if parsed is not None:
-                entry.update(parsed)
+                entry = {"path": rel, "bytes": int(files.size[k]),
+                         "mtime_ns": int(files.mtime_ns[k]), **parsed}
+            else:  # a crop-only task: the cached entry gains its crop
+                entry = old(int(files.offsets[k]))
             if status not in ("skip", "ok", "small"):
                 entry["error"] = status  # the header was fine, the pixels are not
             if strict:
                 reason = usable_reason(entry, schema.encode(entry.get("tags", {})))
                 if reason:
-                    journal.log([entry])
+                    log([(k, entry)])
                     raise StrictError(f"{rel}: {reason}")
             if status == "small":
                 entry["crop"] = {"size": crop_size, "shard": None, "row": None}
             elif status == "ok":
                 entry["crop"] = {"size": crop_size, **shards.add(crop)}
                 stats.cropped += 1
-                pending.append(entry)
+                pending.append((k, entry))
                 if shards.full:
                     shards.flush()
-                    journal.log(pending)
+                    log(pending)
                     pending = []
                 continue
-            journal.log([entry])
+            log([(k, entry)])
         if shards is not None:
             shards.flush()
-            journal.log(pending)
+            log(pending)
+    if old is not None:
+        old.close()
 
 
 def _default_workers() -> int:
@@ -157,11 +206,11 @@ def _print_report(stats: IndexStats, args: argparse.Namespace) -> None:
           f"({stats.parsed} parsed this run, {stats.files - stats.parsed} from the cache"
           + (f", {stats.cropped} new crops" if args.crops else "") + f") -> {args.out}")
     print(f"{stats.models} camera models, {stats.makes} makes; "
-          f"skipped {len(stats.skipped)} files (reasons in summary.json)")
+          f"skipped {stats.skipped_count} files (reasons in summary.json)")
     for item in stats.skipped[:10]:
         print(f"  skipped {item['path']}: {item['reason']}")
-    if len(stats.skipped) > 10:
-        print(f"  ... and {len(stats.skipped) - 10} more")
+    if stats.skipped_count > 10:
+        print(f"  ... and {stats.skipped_count - 10} more")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

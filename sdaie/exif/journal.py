@@ -3,6 +3,9 @@
 Key of an entry: relative path, byte size, mtime and reader version; a re-run parses only new or
 changed files. Entries are appended as they are parsed (crop rows once their shard is written),
 so a killed run keeps what it journalled; a torn last line is ignored on reading.
+
+Nothing holds all entries: a run keeps, per file, the byte offset of its latest journal line
+(:func:`latest_lines`) and reads an entry back when it needs it (:class:`EntryReader`).
 """
 
 from __future__ import annotations
@@ -11,35 +14,20 @@ import json
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
-from sdaie.atomic import atomic_write_text
+import numpy as np
+
 from sdaie.exif.reader import READER_VERSION
 
 CACHE_NAME = "exif_cache.jsonl"
+NO_LINE = -1
 
 
-def read_cache(path: Path) -> dict[str, dict[str, Any]]:
-    """Latest journal entry per relative path; a torn last line (killed run) is ignored."""
-    entries: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return entries
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict) and "path" in entry:
-                entries[entry["path"]] = entry
-    return entries
-
-
-def is_fresh(entry: dict[str, Any] | None, stat: os.stat_result) -> bool:
+def is_fresh(entry: dict[str, Any] | None, size: int, mtime_ns: int) -> bool:
     """Whether a cached entry still describes the file (same bytes, mtime and reader)."""
-    return (entry is not None and entry.get("bytes") == stat.st_size
-            and entry.get("mtime_ns") == stat.st_mtime_ns
-            and entry.get("reader") == READER_VERSION)
+    return (entry is not None and entry.get("bytes") == size
+            and entry.get("mtime_ns") == mtime_ns and entry.get("reader") == READER_VERSION)
 
 
 def has_crop(entry: dict[str, Any], crop_size: int) -> bool:
@@ -49,16 +37,85 @@ def has_crop(entry: dict[str, Any], crop_size: int) -> bool:
     return isinstance(crop, dict) and crop.get("size") == crop_size
 
 
+def _entries(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """``(byte offset, entry)`` of every readable line; torn or foreign lines are passed over."""
+    if not path.exists():
+        return
+    offset = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                entry = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                entry = None
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                yield offset, entry
+            offset += len(line)
+
+
+def latest_lines(path: Path, rels: Sequence[str],
+                 visit: Callable[[int, dict[str, Any]], None] | None = None) -> np.ndarray:
+    """Byte offset of the latest journal line of each of ``rels`` (:data:`NO_LINE` if none).
+
+    The journal is read once, line by line; the lookup costs two 8-byte arrays per file (Python
+    string hashes, sorted, with a string comparison on a match), not a dict of entries.
+    ``visit(position, entry)`` sees each line that belongs to a file, in journal order, so the
+    last call for a position is its latest entry.
+    """
+    keys = np.fromiter((hash(r) for r in rels), dtype=np.int64, count=len(rels))
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    offsets = np.full(len(rels), NO_LINE, dtype=np.int64)
+    for offset, entry in _entries(path):
+        rel = entry["path"]
+        j = int(np.searchsorted(keys, hash(rel)))
+        while j < len(keys) and keys[j] == hash(rel):  # equal hashes: compare the strings
+            k = int(order[j])
+            if rels[k] == rel:
+                offsets[k] = offset
+                if visit is not None:
+                    visit(k, entry)
+                break
+            j += 1
+    return offsets
+
+
+class EntryReader:
+    """Reads journal entries back by byte offset (one open file, positioned reads)."""
+
+    def __init__(self, path: Path):
+        self._fh = open(path, "rb")
+
+    def raw(self, offset: int) -> bytes:
+        self._fh.seek(offset)
+        return self._fh.readline()
+
+    def __call__(self, offset: int) -> dict[str, Any]:
+        return json.loads(self.raw(offset))
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 class Journal:
     """Appends entries to the journal, one JSON line each, flushed after every batch."""
 
     def __init__(self, path: Path) -> None:
-        self._fh = open(path, "a", encoding="utf-8")
+        self._fh = open(path, "ab")
+        if self._fh.tell() > 0:  # end a torn last line, so the next entry gets a line of its own
+            with open(path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    self._fh.write(b"\n")
 
-    def log(self, items: Iterable[dict[str, Any]]) -> None:
+    def log(self, items: Iterable[dict[str, Any]]) -> list[int]:
+        """Append the entries; returns the byte offset of each line."""
+        offsets = []
         for item in items:
-            self._fh.write(json.dumps(item) + "\n")
+            offsets.append(self._fh.tell())
+            self._fh.write((json.dumps(item) + "\n").encode("utf-8"))
         self._fh.flush()
+        return offsets
 
     def __enter__(self) -> "Journal":
         return self
@@ -68,8 +125,19 @@ class Journal:
         self._fh.close()
 
 
-def compact(path: Path, entries: dict[str, dict[str, Any]]) -> None:
-    """Rewrite the journal with one line per current file (files gone from the folder drop out)."""
-    text = "".join(json.dumps(entries[rel]) + "\n" for rel in sorted(entries)
-                   if "bytes" in entries[rel])
-    atomic_write_text(path, text)
+def compact(path: Path, offsets: np.ndarray) -> None:
+    """Rewrite the journal with the latest line of each current file, in the given (sorted path)
+    order, streamed; files gone from the folder drop out. Replaced atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    reader = EntryReader(path)
+    try:
+        with open(tmp, "wb") as out:
+            for offset in offsets:
+                if offset != NO_LINE:
+                    out.write(reader.raw(int(offset)))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        reader.close()
+        tmp.unlink(missing_ok=True)

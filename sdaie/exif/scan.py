@@ -1,21 +1,25 @@
 """Which files of a photo folder need work, and the worker processes that do it.
 
 A file whose journal entry is fresh is reused; one that also lacks a crop at the asked size gets
-a crop-only task; every other file is parsed (and cropped). Workers are started with ``spawn`` on
-every OS: ``fork`` is unsafe once the parent has threads (numpy's BLAS pool, torch), and Python
-3.14 no longer defaults to it. They import this module, so it stays free of torch.
+a crop-only task; every other file is parsed (and cropped). :func:`survey` keeps, per file, its
+relative path, stat and journal offset in flat arrays (no entry dicts), and :func:`plan_tasks`
+yields the tasks lazily, so a million files cost tens of bytes each. Workers are started with
+``spawn`` on every OS: ``fork`` is unsafe once the parent has threads (numpy's BLAS pool, torch),
+and Python 3.14 no longer defaults to it. They import this module, so it stays free of torch.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sys
-from contextlib import closing
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -23,7 +27,7 @@ from tqdm import tqdm
 from sdaie.config import HeadConfig
 from sdaie.data.imageio import ImageLoadError
 from sdaie.exif.crops import centre_crop
-from sdaie.exif.journal import has_crop, is_fresh
+from sdaie.exif.journal import has_crop, is_fresh, latest_lines
 from sdaie.exif.parse import parse_file
 from sdaie.exif.schema import Schema
 
@@ -38,6 +42,33 @@ class Task:
     rel: str
     parse: bool
     crop_size: int | None
+    pos: int = 0  # the file's position in :class:`Files`
+
+
+@dataclass
+class Files:
+    """The image files of a run, sorted by relative path (the index's row order), with per file
+    its stat and the byte offset of its latest journal entry (``NO_LINE``: none yet)."""
+
+    root: Path
+    rels: list[str]
+    size: np.ndarray
+    mtime_ns: np.ndarray
+    offsets: np.ndarray
+    fresh: np.ndarray  # the journal entry still describes the file
+    crop_todo: np.ndarray  # fresh, but lacks the asked crop
+    errors: dict[int, str] = field(default_factory=dict)  # position -> why it cannot be stat'ed
+
+    def __len__(self) -> int:
+        return len(self.rels)
+
+    def parse_count(self) -> int:
+        return int((~self.fresh).sum()) - len(self.errors)
+
+
+def relative_paths(root: Path, files: Iterable[Path]) -> list[str]:
+    """POSIX paths relative to ``root``, sorted as strings (the order of the index's rows)."""
+    return sorted(p.relative_to(root).as_posix() for p in files)
 
 
 def wants_crop(entry: dict[str, Any], schema: Schema | None) -> bool:
@@ -46,28 +77,45 @@ def wants_crop(entry: dict[str, Any], schema: Schema | None) -> bool:
             and any(label is not None for label in schema.encode(entry.get("tags", {}))))
 
 
-def plan_tasks(root: Path, files: Sequence[Path], cache: dict[str, dict[str, Any]],
-               schema: Schema, crop_size: int | None
-               ) -> tuple[dict[str, dict[str, Any]], list[Task]]:
-    """Entries of every file (cached, or a stub to be parsed) and the work still to do."""
-    entries: dict[str, dict[str, Any]] = {}
-    tasks: list[Task] = []
-    for path in files:
-        rel = path.relative_to(root).as_posix()
+def survey(root: Path, rels: list[str], journal: Path, schema: Schema,
+           crop_size: int | None) -> Files:
+    """Stat every file and find its journal entry; decides what is fresh and what lacks a crop."""
+    n = len(rels)
+    size = np.full(n, -1, dtype=np.int64)
+    mtime = np.full(n, -1, dtype=np.int64)
+    errors: dict[int, str] = {}
+    for k, rel in enumerate(rels):
         try:
-            stat = path.stat()
+            st = os.stat(os.path.join(root, rel))
         except OSError as exc:
-            entries[rel] = {"path": rel, "error": f"cannot stat: {exc.strerror or exc}"}
+            errors[k] = f"cannot stat: {exc.strerror or exc}"
             continue
-        old = cache.get(rel)
-        if is_fresh(old, stat):
-            entries[rel] = old
-            if crop_size and not has_crop(old, crop_size) and wants_crop(old, schema):
-                tasks.append(Task(str(path), rel, False, crop_size))
-        else:
-            entries[rel] = {"path": rel, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-            tasks.append(Task(str(path), rel, True, crop_size))
-    return entries, tasks
+        size[k], mtime[k] = st.st_size, st.st_mtime_ns
+    fresh = np.zeros(n, dtype=bool)
+    crop_todo = np.zeros(n, dtype=bool)
+
+    def visit(k: int, entry: dict[str, Any]) -> None:  # the last visit of k is its latest entry
+        fresh[k] = k not in errors and is_fresh(entry, int(size[k]), int(mtime[k]))
+        crop_todo[k] = bool(fresh[k] and crop_size and not has_crop(entry, crop_size)
+                            and wants_crop(entry, schema))
+
+    offsets = latest_lines(journal, rels, visit)
+    return Files(root, rels, size, mtime, offsets, fresh, crop_todo, errors)
+
+
+def plan_tasks(files: Files, crop_size: int | None) -> tuple[int, Iterator[Task]]:
+    """(number of tasks, the tasks in row order, made as they are consumed)."""
+    todo = ~files.fresh | files.crop_todo
+    for k in files.errors:
+        todo[k] = False
+
+    def tasks() -> Iterator[Task]:
+        for k in np.flatnonzero(todo):
+            rel = files.rels[k]
+            yield Task(os.path.join(files.root, rel), rel, not bool(files.fresh[k]), crop_size,
+                       int(k))
+
+    return int(todo.sum()), tasks()
 
 
 _WORKER_SCHEMA: Schema | None = None  # set per process by _init_worker
@@ -91,44 +139,67 @@ def _work(task: Task) -> Result:
     return task.rel, entry, crop, "ok" if crop is not None else "small"
 
 
-def run_tasks(tasks: list[Task], heads: list[HeadConfig], workers: int,
-              progress: bool) -> Iterator[Result]:
-    """Results of the tasks in order, with a progress bar on stderr.
+def _work_many(tasks: list[Task]) -> list[Result]:
+    return [_work(t) for t in tasks]
+
+
+def run_tasks(tasks: Iterable[Task], total: int, heads: list[HeadConfig], workers: int,
+              progress: bool) -> Iterator[tuple[Task, Result]]:
+    """Each task with its result, in task order, with a progress bar on stderr.
 
     If worker processes cannot start (``spawn`` from a script without an ``if __name__ ==
     "__main__"`` guard), the run goes on in this process with a warning instead of failing or
     hanging.
     """
-    bar = tqdm(total=len(tasks), desc="sdaie index", unit="img", file=sys.stderr,
-               disable=not progress or not tasks, dynamic_ncols=True)
-    done = 0
+    bar = tqdm(total=total, desc="sdaie index", unit="img", file=sys.stderr,
+               disable=not progress or not total, dynamic_ncols=True)
+    tasks = iter(tasks)
     try:
-        if workers > 1 and len(tasks) > 1:
-            with closing(_in_pool(tasks, heads, workers)) as results:
-                for result in results:
-                    done += 1
-                    bar.update(1)
-                    yield result
+        if workers > 1 and total > 1:
+            left: list[Task] = []  # tasks the pool took but did not finish (it broke)
+            for pair in _in_pool(tasks, total, heads, workers, left):
+                bar.update(1)
+                yield pair
+            tasks = chain(left, tasks)
         _init_worker(heads)
-        for task in tasks[done:]:
-            yield _work(task)
+        for task in tasks:
+            yield task, _work(task)
             bar.update(1)
     finally:
         bar.close()
 
 
-def _in_pool(tasks: list[Task], heads: list[HeadConfig], workers: int) -> Iterator[Result]:
-    """Results from a pool of spawned workers; stops early (quietly) if the pool breaks."""
-    cropping = any(t.crop_size for t in tasks)
-    chunk = 2 if cropping else max(1, min(64, len(tasks) // (workers * 8)))
+def _in_pool(tasks: Iterator[Task], total: int, heads: list[HeadConfig], workers: int,
+             left: list[Task]) -> Iterator[tuple[Task, Result]]:
+    """Results from a pool of spawned workers, a bounded window of chunks in flight (memory stays
+    flat however many tasks follow); if the pool breaks, the unfinished tasks go to ``left``."""
+    first = list(islice(tasks, 1))
+    cropping = bool(first and first[0].crop_size)
+    chunk = 2 if cropping else max(1, min(64, total // (workers * 8)))
+    tasks = chain(first, tasks)
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                initializer=_init_worker, initargs=(heads,))
+    window: deque[tuple[list[Task], Future]] = deque()
+
+    def submit() -> None:
+        batch = list(islice(tasks, chunk))
+        if batch:
+            window.append((batch, pool.submit(_work_many, batch)))
+
     finished = False
     try:
-        yield from pool.map(_work, tasks, chunksize=chunk)
+        for _ in range(workers * 4):
+            submit()
+        while window:
+            batch, future = window[0]
+            results = future.result()
+            window.popleft()
+            submit()
+            yield from zip(batch, results)
         finished = True
     except BrokenProcessPool as exc:
         print(f"sdaie index: worker processes failed ({exc}); continuing in this process",
               file=sys.stderr)
+        left.extend(t for batch, _ in window for t in batch)
     finally:  # stopped early (--strict, Ctrl-C): drop the queued work, don't wait for it
         pool.shutdown(wait=finished, cancel_futures=not finished)
