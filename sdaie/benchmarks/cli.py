@@ -1,6 +1,7 @@
 """``sdaie bench``: the speed figures of the README in one run, printed as tables and saved as JSON.
 
-    uv run sdaie bench [--quick] [--out bench.json] [--sections extractor,resnet,data,gmm,bc_eval]
+    uv run sdaie bench [--quick] [--out bench.json]
+                       [--sections extractor,resnet,data,gmm,bc_eval,scale]
 
 Sections (one module each in :mod:`sdaie.benchmarks`):
 
@@ -12,6 +13,9 @@ Sections (one module each in :mod:`sdaie.benchmarks`):
   on a synthetic camera world (plus a few large JPEGs) built in a temporary folder.
 - ``gmm``: seconds to fit the one-class GMM (5 full components) on synthetic 10 000 x 528 features.
 - ``bc_eval``: binary-detector images/s over all grid patches of 256x256 and 1024x1024 images.
+- ``scale``: the photo index at N = 10k, 100k and 900k generated rows (``--scale-sizes``): load
+  time, resident memory added, a loader worker's private memory over a full epoch of pair
+  sampling, and pairs/s of the loader on the index alone (``docs/index-format.md``).
 
 Each model measurement runs in a fresh process, one implementation per process, so that neither
 inherits the heap the other grew. Reference and fast processes alternate ``--reps`` times; each
@@ -45,10 +49,11 @@ from sdaie.benchmarks.extractors import bench_resnet, bench_sdaie
 from sdaie.benchmarks.measuring import WAIT_POLICIES, environment, load_average
 from sdaie.benchmarks.oneclass import bench_gmm
 from sdaie.benchmarks.report import report
+from sdaie.benchmarks.scale import bench_scale
 from sdaie.config import ModelConfig
 from sdaie.models.cpu_memory import keep_freed_memory
 
-SECTIONS = ("extractor", "resnet", "data", "gmm", "bc_eval")
+SECTIONS = ("extractor", "resnet", "data", "gmm", "bc_eval", "scale")
 
 
 def _size_pair(text: str) -> tuple[int, int]:
@@ -85,6 +90,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="measure models in this process instead of one fresh process each")
     parser.add_argument("--large-size", type=_size_pair, default=None,
                         help="size of the large JPEGs for the raw loader (default 4000x3000)")
+    parser.add_argument("--scale-sizes", default=None,
+                        help="photos per generated index of the scale section, comma-separated "
+                             "(default 10000,100000,900000; --quick 10000,100000)")
     return parser
 
 
@@ -96,14 +104,27 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         return dict(model=model, rounds=args.rounds or 1, reps=args.reps or 1, photos=4,
                     size=96, crop=64, large=2,
                     large_size=args.large_size or (256, 192), gmm=(300, 36), bc_sizes=(64, 128),
-                    archs=["resnet18"])
+                    archs=["resnet18"], scale=_scale_sizes(args, (1000, 3000)))
     quick = args.quick
     return dict(model=ModelConfig(), rounds=args.rounds or (2 if quick else 4),
                 reps=args.reps or (1 if quick else 3),
                 photos=16 if quick else 48, size=512, crop=512, large=2 if quick else 6,
                 large_size=args.large_size or ((2000, 1500) if quick else (4000, 3000)),
                 gmm=(2000, 528) if quick else (10_000, 528), bc_sizes=(256, 1024),
-                archs=[a for a in args.resnet_archs.split(",") if a])
+                archs=[a for a in args.resnet_archs.split(",") if a],
+                scale=_scale_sizes(args, (10_000, 100_000) if quick else (10_000, 100_000, 900_000)))
+
+
+def _scale_sizes(args: argparse.Namespace, default: tuple[int, ...]) -> tuple[int, ...]:
+    if not args.scale_sizes:
+        return default
+    try:
+        sizes = tuple(int(v) for v in args.scale_sizes.split(",") if v.strip())
+    except ValueError:
+        raise SystemExit(f"--scale-sizes {args.scale_sizes!r}: comma-separated photo counts") from None
+    if not sizes or min(sizes) < 2:
+        raise SystemExit(f"--scale-sizes {args.scale_sizes!r}: each index needs at least 2 photos")
+    return sizes
 
 
 def _checked(args: argparse.Namespace) -> tuple[list[str], list[int], list[str]]:
@@ -143,6 +164,9 @@ def _run_sections(args: argparse.Namespace, plan: dict[str, Any], sections: list
         result["bc_eval"] = bench_bc_eval(model, plan["bc_sizes"], max(1, rounds // 2),
                                           max(threads), args.device, isolate, policies,
                                           plan["reps"])
+    if "scale" in sections:
+        with tempfile.TemporaryDirectory(prefix="sdaie-bench-scale-") as tmp:
+            result["scale"] = bench_scale(Path(tmp), plan["scale"], isolate=isolate)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

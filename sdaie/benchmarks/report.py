@@ -57,6 +57,15 @@ def _bc_eval_table(rows: list[dict]) -> str:
                          "fast/ref"], table)
 
 
+def _scale_table(rows: list[dict]) -> str:
+    nan = float("nan")
+    table = [[f"{r['photos']:,}", r["disk_mb"], r["write_s"], r["load_s"] * 1000,
+              r.get("rss_added_mb", nan), r.get("worker_private_start_mb", nan),
+              r.get("worker_private_growth_mb", nan), r["pairs_per_s"]] for r in rows]
+    return format_table(["index photos", "disk MB", "write s", "load ms", "RSS added MB",
+                         "worker private MB", "+ over epoch MB", "pairs/s (index only)"], table)
+
+
 def report(result: dict[str, Any]) -> str:
     """All tables of a result dict (whatever sections it has)."""
     env = result["environment"]
@@ -76,5 +85,7 @@ def report(result: dict[str, Any]) -> str:
                                     g["seconds"], g["iterations"]]]))
     if "bc_eval" in result:
         parts.append(_bc_eval_table(result["bc_eval"]))
+    if "scale" in result:
+        parts.append(_scale_table(result["scale"]))
     parts.append(f"benchmark wall time: {result['wall_seconds']:.0f} s")
     return "\n\n".join(parts)

@@ -22,6 +22,7 @@ from sdaie.exif.reader import READER_VERSION
 
 CACHE_NAME = "exif_cache.jsonl"
 NO_LINE = -1
+_key = hash  # str -> int64 lookup key (this process's string hash; equal keys are compared)
 
 
 def is_fresh(entry: dict[str, Any] | None, size: int, mtime_ns: int) -> bool:
@@ -62,14 +63,15 @@ def latest_lines(path: Path, rels: Sequence[str],
     ``visit(position, entry)`` sees each line that belongs to a file, in journal order, so the
     last call for a position is its latest entry.
     """
-    keys = np.fromiter((hash(r) for r in rels), dtype=np.int64, count=len(rels))
+    keys = np.fromiter((_key(r) for r in rels), dtype=np.int64, count=len(rels))
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     offsets = np.full(len(rels), NO_LINE, dtype=np.int64)
     for offset, entry in _entries(path):
         rel = entry["path"]
-        j = int(np.searchsorted(keys, hash(rel)))
-        while j < len(keys) and keys[j] == hash(rel):  # equal hashes: compare the strings
+        key = _key(rel)
+        j = int(np.searchsorted(keys, key))
+        while j < len(keys) and keys[j] == key:  # equal keys: compare the strings
             k = int(order[j])
             if rels[k] == rel:
                 offsets[k] = offset

@@ -35,8 +35,11 @@ def test_tiny_benchmark_writes_every_section(tmp_path, capsys):
         assert data[key] > 0, key
     assert result["gmm"]["seconds"] > 0 and result["gmm"]["iterations"] >= 1
     assert {r["size"] for r in result["bc_eval"]} == {64, 128}
+    assert [r["photos"] for r in result["scale"]] == [1000, 3000]
+    assert all(r["pairs_per_s"] > 0 and r["load_s"] > 0 for r in result["scale"])
     printed = capsys.readouterr().out
     assert "fast/ref" in printed and "pairs_shards" in printed and "GMM fit" in printed
+    assert "pairs/s (index only)" in printed
 
 
 def test_unknown_wait_policy_is_a_clear_error():
