@@ -92,8 +92,9 @@ class _Table:
         self.path_end = int(ends[-1])
         self.paths.add(np.frombuffer(b"".join(p for p, _, _, _ in chunk), dtype=np.uint8))
         self.path_offsets.add(ends)
-        self.labels.add([[math.nan if v is None else v for v in labels]
-                         for _, labels, _, _ in chunk])
+        flat = [math.nan if v is None else v for _, labels, _, _ in chunk for v in labels]
+        values = np.fromiter(flat, dtype=np.float64, count=len(flat))  # float64 -> float32 below
+        self.labels.add(values.reshape(len(chunk), self.heads))
         self.crops.add([crop for _, _, crop, _ in chunk])
         self.line_offsets.add([end for _, _, _, end in chunk])
 
