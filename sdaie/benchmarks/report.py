@@ -61,9 +61,11 @@ def _scale_table(rows: list[dict]) -> str:
     nan = float("nan")
     table = [[f"{r['photos']:,}", r["disk_mb"], r["write_s"], r["load_s"] * 1000,
               r.get("rss_added_mb", nan), r.get("worker_private_start_mb", nan),
-              r.get("worker_private_growth_mb", nan), r["pairs_per_s"]] for r in rows]
+              r.get("worker_private_growth_mb", nan), r.get("worker_dirty_growth_mb", nan),
+              r["pairs_per_s"]] for r in rows]
     return format_table(["index photos", "disk MB", "write s", "load ms", "RSS added MB",
-                         "worker private MB", "+ over epoch MB", "pairs/s (index only)"], table)
+                         "worker private MB", "+ over epoch MB", "of which dirty MB",
+                         "pairs/s (index only)"], table)
 
 
 def report(result: dict[str, Any]) -> str:

@@ -9,10 +9,13 @@ real ``sdaie index`` row (about 25 tags, 14 labels) are written with
   (split, sampler) added to the process;
 - one DataLoader worker (forked, as on Linux) runs a full epoch of pair batches (N pairs of the
   training sampler, 64 per batch) through the pair dataset with the decoding taken out: per pair
-  it reads the ids, labels, path and crop reference of both photos. ``worker_private_*_mb`` is the
+  it reads the ids, labels, path and crop (a memmap row, when the index has crops) of both photos. ``worker_private_*_mb`` is the
   worker's private memory (``Private_Clean + Private_Dirty`` of ``/proc/<pid>/smaps_rollup``) at
-  start and after the epoch: what the worker copied of its parent (copy-on-read shows here);
-  ``pairs_per_s`` the epoch's rate (the sampler runs in the parent, as in training).
+  start and after the epoch, and ``worker_dirty_growth_mb`` the growth of its dirty part: what
+  the worker copied or allocated (copy-on-read of a parent's Python objects shows there). The
+  clean rest is the index's file pages this lone worker read (page cache, shared as soon as
+  another worker or rank reads them); ``pairs_per_s`` is the epoch's rate (the sampler runs in
+  the parent, as in training).
 
 Linux only (``/proc``); elsewhere the memory columns are empty.
 """
@@ -44,7 +47,10 @@ _MAKES = ["Canon", "NIKON CORPORATION", "SONY", "Apple", "FUJIFILM", "OLYMPUS", 
 
 
 def memory(pid: int | str = "self") -> dict[str, float]:
-    """MB of ``Rss``, ``Pss`` and private (clean + dirty) memory of a process; {} without /proc."""
+    """MB of ``Rss``, ``Pss``, private (clean + dirty) memory and its dirty part of a process
+    ({} without /proc). Private dirty pages are copies (of a parent's heap, or new allocations);
+    private clean pages are file pages that only this process maps (page cache: the index's
+    arrays read by this worker alone are counted there until another process maps them too)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
             kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in fh)
@@ -52,20 +58,25 @@ def memory(pid: int | str = "self") -> dict[str, float]:
     except OSError:
         return {}
     return {"rss": kb["Rss"] / 1024, "pss": kb["Pss"] / 1024,
-            "private": (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024}
+            "private": (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024,
+            "private_dirty": kb["Private_Dirty"] / 1024}
 
 
-def synthetic_rows(n: int, heads: int, seed: int = 0) -> Iterator[dict[str, Any]]:
-    """``n`` index rows shaped like real ones: 300 cameras, ~25 tags, labels with some missing."""
+def synthetic_rows(n: int, heads: Sequence[dict[str, Any]],
+                   seed: int = 0) -> Iterator[dict[str, Any]]:
+    """``n`` index rows shaped like real ones: 300 cameras, ~25 tags, and for the vocabulary's
+    ``heads`` valid labels (class ids, real numbers for rank heads), 10 % of them missing."""
     rng = np.random.default_rng(seed)
+    classes = np.array([h["classes"] if h["kind"] == "class" else 0 for h in heads])
     for start in range(0, n, 4096):
         m = min(4096, n - start)
         cam = rng.integers(0, 300, m)
         iso = 50 * 2 ** rng.integers(0, 7, m)
         expo = 1 / 2 ** rng.integers(1, 13, m)
         fnum = np.round(rng.uniform(1.4, 16, m), 1)
-        labels = rng.normal(size=(m, heads))
-        missing = rng.random((m, heads)) < 0.1
+        labels = np.where(classes > 0, rng.integers(0, np.maximum(classes, 1), (m, len(heads))),
+                          rng.normal(size=(m, len(heads))))
+        missing = rng.random((m, len(heads))) < 0.1
         for k in range(m):
             i, c = start + k, int(cam[k])
             tags = {"Make": _MAKES[c % len(_MAKES)], "Model": f"Model {c:03d}",
@@ -79,17 +90,18 @@ def synthetic_rows(n: int, heads: int, seed: int = 0) -> Iterator[dict[str, Any]
                     "LensModel": f"Lens {c:03d} 5.7mm f/1.5", "LensMake": _MAKES[c % 10],
                     "Software": "15.0", "Orientation": 1, "ExifImageWidth": 4032,
                     "ExifImageHeight": 3024, "SensingMethod": 2}
-            row = [None if missing[k, j] else float(labels[k, j]) for j in range(heads)]
+            row = [None if missing[k, j] else int(labels[k, j]) if classes[j] else float(labels[k, j])
+                   for j in range(len(heads))]
             yield {"path": f"cam_{c:03d}/IMG_{i:07d}.jpg", "size": [4032, 3024], "tags": tags,
                    "labels": row, "crop": None}
 
 
 class IndexOnlyPairs(PairDataset):
     """The pair dataset with the decoding taken out: an item reads what training reads from the
-    index (ids, labels, path, crop reference of both photos) and returns the two label rows."""
+    index (ids, labels, path, crop of both photos) and returns the two label rows."""
 
     def _pixels(self, i: int) -> Any:
-        return self.index.image_path(i), self.index.crop_ref(i)
+        return self.index.image_path(i), self.index.crop(i)  # a stored crop: a memmap row
 
     def __getitem__(self, item: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         q1, q2, _ = item
@@ -107,8 +119,8 @@ def _worker_init(_: int) -> None:
 
 
 def _collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[Any, ...]:
-    """Runs in the worker: the batch, the worker's pid and its private memory at start."""
-    return (*default_collate(batch), os.getpid(), _WORKER_START.get("private", math.nan))
+    """Runs in the worker: the batch, the worker's pid and its memory at start."""
+    return (*default_collate(batch), os.getpid(), dict(_WORKER_START))
 
 
 def measure_index(directory: str, batch: int) -> dict[str, Any]:
@@ -129,8 +141,8 @@ def measure_index(directory: str, batch: int) -> dict[str, Any]:
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=1, collate_fn=_collate,
                         worker_init_fn=_worker_init, persistent_workers=True,
                         multiprocessing_context=context)
-    pairs, first, pid, private_start = 0, 0.0, 0, math.nan
-    for k, (_, _, pid, private_start) in enumerate(loader):
+    pairs, first, pid, start_mem = 0, 0.0, 0, {}
+    for k, (_, _, pid, start_mem) in enumerate(loader):
         if k == 0:
             first = time.perf_counter()
         else:
@@ -139,11 +151,13 @@ def measure_index(directory: str, batch: int) -> dict[str, Any]:
     worker = memory(pid)
     out = {"photos": len(index), "load_s": load_s, "pairs_per_s": pairs / max(seconds, 1e-9),
            "epoch_s": seconds, "batches": steps}
-    if before:
+    if before and worker and start_mem:
         out.update(rss_added_mb=added["rss"] - before["rss"], rss_after_epoch_mb=memory()["rss"],
-                   worker_private_start_mb=private_start,
-                   worker_private_end_mb=worker.get("private", math.nan),
-                   worker_private_growth_mb=worker.get("private", math.nan) - private_start)
+                   worker_private_start_mb=start_mem["private"],
+                   worker_private_end_mb=worker["private"],
+                   worker_private_growth_mb=worker["private"] - start_mem["private"],
+                   worker_dirty_growth_mb=worker["private_dirty"] - start_mem["private_dirty"],
+                   worker_pss_end_mb=worker["pss"])
     del loader
     return out
 
@@ -160,7 +174,7 @@ def bench_scale(work: Path, sizes: Sequence[int], batch: int = 64,
     for n in sizes:
         out = work / f"index_{n}"
         start = time.perf_counter()
-        write_index(out, synthetic_rows(n, len(vocab["heads"])), vocab=vocab, root="/photos")
+        write_index(out, synthetic_rows(n, vocab["heads"]), vocab=vocab, root="/photos")
         write_s = time.perf_counter() - start
         row = isolated(isolate, measure_index, str(out), batch)
         row.update(write_s=write_s, disk_mb=_folder_mb(out),

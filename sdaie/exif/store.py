@@ -178,6 +178,8 @@ class PhotoIndex:
         return self.root / self.rel_path(i)
 
     def crop_ref(self, i: int) -> tuple[int, int] | None:
+        if self.crop_size is None:  # no crops: leave the array's pages unread
+            return None
         shard, row = (int(v) for v in self._crops[i])
         return None if shard < 0 else (shard, row)
 

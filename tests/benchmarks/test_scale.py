@@ -17,12 +17,19 @@ VOCAB = Schema(Config().schema.heads).to_vocab()
 
 
 def test_generated_rows_look_like_index_rows():
-    rows = list(synthetic_rows(5000, 14))
+    heads = VOCAB["heads"]
+    rows = list(synthetic_rows(5000, heads))
     assert len({r["path"] for r in rows}) == 5000
     assert all(len(r["labels"]) == 14 and len(r["tags"]) >= 20 for r in rows)
     missing = np.mean([v is None for r in rows for v in r["labels"]])
     assert 0.05 < missing < 0.15
-    assert list(synthetic_rows(3, 14)) == list(synthetic_rows(3, 14))  # seeded
+    for j, head in enumerate(heads):  # labels the heads accept
+        values = [r["labels"][j] for r in rows if r["labels"][j] is not None]
+        if head["kind"] == "class":
+            assert set(values) == set(range(head["classes"]))
+        else:
+            assert all(isinstance(v, float) for v in values) and np.std(values) > 0.5
+    assert list(synthetic_rows(3, heads)) == list(synthetic_rows(3, heads))  # seeded
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="Linux /proc only")
@@ -36,7 +43,7 @@ def test_memory_reads_this_process():
 
 
 def test_the_index_only_loader_reads_the_index_labels_and_a_whole_epoch(tmp_path):
-    write_index(tmp_path / "idx", synthetic_rows(300, 14), vocab=VOCAB, root="/photos")
+    write_index(tmp_path / "idx", synthetic_rows(300, VOCAB["heads"]), vocab=VOCAB, root="/photos")
     index = load_index(tmp_path / "idx")
     ds = IndexOnlyPairs(index, np.arange(300))
     a, b = ds[(5, 7, 0)]
