@@ -112,7 +112,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
                 large_size=args.large_size or ((2000, 1500) if quick else (4000, 3000)),
                 gmm=(2000, 528) if quick else (10_000, 528), bc_sizes=(256, 1024),
                 archs=[a for a in args.resnet_archs.split(",") if a],
-                scale=_scale_sizes(args, (10_000, 100_000) if quick else (10_000, 100_000, 900_000)))
+                scale=_scale_sizes(args, (10_000, 100_000) if quick
+                                   else (10_000, 100_000, 900_000)))
 
 
 def _scale_sizes(args: argparse.Namespace, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -121,7 +122,8 @@ def _scale_sizes(args: argparse.Namespace, default: tuple[int, ...]) -> tuple[in
     try:
         sizes = tuple(int(v) for v in args.scale_sizes.split(",") if v.strip())
     except ValueError:
-        raise SystemExit(f"--scale-sizes {args.scale_sizes!r}: comma-separated photo counts") from None
+        raise SystemExit(f"--scale-sizes {args.scale_sizes!r}: comma-separated photo "
+                         "counts") from None
     if not sizes or min(sizes) < 2:
         raise SystemExit(f"--scale-sizes {args.scale_sizes!r}: each index needs at least 2 photos")
     return sizes

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -52,7 +52,7 @@ def linked_index(work: Path, n: int, vocab: dict[str, Any]) -> Path:
             Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(path)
         sources.append(path)
 
-    def rows():
+    def rows() -> Iterator[dict[str, Any]]:
         for i, row in enumerate(synthetic_rows(n, vocab["heads"])):
             target = photos / row["path"]
             if not target.exists():

@@ -9,13 +9,13 @@ real ``sdaie index`` row (about 25 tags, 14 labels) are written with
   (split, sampler) added to the process;
 - one DataLoader worker (forked, as on Linux) runs a full epoch of pair batches (N pairs of the
   training sampler, 64 per batch) through the pair dataset with the decoding taken out: per pair
-  it reads the ids, labels, path and crop (a memmap row, when the index has crops) of both photos. ``worker_private_*_mb`` is the
-  worker's private memory (``Private_Clean + Private_Dirty`` of ``/proc/<pid>/smaps_rollup``) at
-  start and after the epoch, and ``worker_dirty_growth_mb`` the growth of its dirty part: what
-  the worker copied or allocated (copy-on-read of a parent's Python objects shows there). The
-  clean rest is the index's file pages this lone worker read (page cache, shared as soon as
-  another worker or rank reads them); ``pairs_per_s`` is the epoch's rate (the sampler runs in
-  the parent, as in training).
+  it reads the ids, labels, path and crop (a memmap row, when the index has crops) of both
+  photos. ``worker_private_*_mb`` is the worker's private memory (``Private_Clean +
+  Private_Dirty`` of ``/proc/<pid>/smaps_rollup``) at start and after the epoch, and
+  ``worker_dirty_growth_mb`` the growth of its dirty part: what the worker copied or allocated
+  (copy-on-read of a parent's Python objects shows there). The clean rest is the index's file
+  pages this lone worker read (page cache, shared as soon as another worker or rank reads them);
+  ``pairs_per_s`` is the epoch's rate (the sampler runs in the parent, as in training).
 
 Linux only (``/proc``); elsewhere the memory columns are empty.
 """
@@ -90,8 +90,8 @@ def synthetic_rows(n: int, heads: Sequence[dict[str, Any]],
                     "LensModel": f"Lens {c:03d} 5.7mm f/1.5", "LensMake": _MAKES[c % 10],
                     "Software": "15.0", "Orientation": 1, "ExifImageWidth": 4032,
                     "ExifImageHeight": 3024, "SensingMethod": 2}
-            row = [None if missing[k, j] else int(labels[k, j]) if classes[j] else float(labels[k, j])
-                   for j in range(len(heads))]
+            row = [None if missing[k, j] else int(labels[k, j]) if classes[j]
+                   else float(labels[k, j]) for j in range(len(heads))]
             yield {"path": f"cam_{c:03d}/IMG_{i:07d}.jpg", "size": [4032, 3024], "tags": tags,
                    "labels": row, "crop": None}
 

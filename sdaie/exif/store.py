@@ -96,8 +96,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise IndexFormatError(f"{path} is not an sdaie photo index (format {name!r})")
     if version != FORMAT_VERSION:
         newer = isinstance(version, int) and version > FORMAT_VERSION
+        upgrade = " (upgrade sdaie to read it)" if newer else ""
         raise _fail(directory, f"index format {version}, this release reads format "
-                               f"{FORMAT_VERSION}" + (" (upgrade sdaie to read it)" if newer else ""))
+                               f"{FORMAT_VERSION}{upgrade}")
     rows = directory / ROWS_JSONL
     try:
         complete = ((directory / meta["data"]).is_dir() and rows.is_file()
@@ -157,7 +158,7 @@ class PhotoIndex:
     # --- what training reads: arrays only -------------------------------------------------------
 
     def labels_array(self) -> np.ndarray:
-        """``float32 [N, H]`` (read-only memmap): class heads hold the class index, NaN = missing."""
+        """``float32 [N, H]`` (read-only memmap): class index or value per head, NaN = missing."""
         return self.labels
 
     def labels_tensor(self) -> torch.Tensor:

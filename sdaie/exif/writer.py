@@ -1,4 +1,4 @@
-"""Writing an index folder: rows of (path, labels, tags) in, a versioned, memory-mappable folder out.
+"""Writing an index folder: rows of (path, labels, tags) in, a versioned, memory-mapped folder out.
 
 Every index is written here: by ``sdaie index``, by importers of other collections, by the
 benchmarks. A row is a dict with ``path`` (relative to ``root``, POSIX separators) and ``labels``
