@@ -113,6 +113,7 @@ def run_job(index: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
            f"pretext.batch_size={args.batch}", f"data.workers={args.workers}",
            "data.val_fraction=0"]
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run each time
     return peak_pss(cmd, env, out.parent, out.parent / f"{out.name}.log")
 
 
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for n in sizes:
         index = linked_index(work, n, vocab)
-        row = {"photos": n, **run_job(index, work / f"run_{n}_{os.getpid()}", args)}
+        row = {"photos": n, **run_job(index, work / f"run_{n}", args)}
         rows.append(row)
         print(f"{n:>9,} photos: peak PSS {row['pss_mb']:,.0f} MB over {row.get('processes')} "
               f"processes, {row['seconds']:.0f} s, exit {row['returncode']}", flush=True)

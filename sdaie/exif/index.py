@@ -38,7 +38,7 @@ from sdaie.data.imageio import list_images
 from sdaie.exif.crops import ShardWriter, collect_garbage
 from sdaie.exif.journal import CACHE_NAME, EntryReader, Journal, compact
 from sdaie.exif.parse import usable_reason
-from sdaie.exif.scan import Files, plan_tasks, relative_paths, run_tasks, survey
+from sdaie.exif.scan import Files, Result, Task, plan_tasks, relative_paths, run_tasks, survey
 from sdaie.exif.schema import Schema
 from sdaie.exif.store import PhotoIndex, load_index
 from sdaie.exif.summary import write_outputs
@@ -127,7 +127,8 @@ def _process(files: Files, out: Path, schema: Schema, crop_size: int | None, wor
              strict: bool, progress: bool, stats: IndexStats) -> None:
     """Run the tasks, journal their entries, and store crops into shards as they arrive.
 
-    An entry whose crop sits in a shard not yet written is journalled only once that shard is.
+    An entry whose crop sits in a shard not yet written is journalled only once that shard is;
+    a run stopped by an exception (Ctrl-C, ``--strict``) still writes the shard it has begun.
     """
     total, tasks = plan_tasks(files, crop_size)
     shards = ShardWriter(out, crop_size) if crop_size and total else None
@@ -139,38 +140,47 @@ def _process(files: Files, out: Path, schema: Schema, crop_size: int | None, wor
             for (k, _), offset in zip(items, journal.log([e for _, e in items])):
                 files.offsets[k] = offset
 
-        for task, (rel, parsed, crop, status) in run_tasks(tasks, total, schema.heads, workers,
-                                                           progress):
-            k = task.pos
-            if parsed is not None:
-                entry = {"path": rel, "bytes": int(files.size[k]),
-                         "mtime_ns": int(files.mtime_ns[k]), **parsed}
-            else:  # a crop-only task: the cached entry gains its crop
-                entry = old(int(files.offsets[k]))
-            if status not in ("skip", "ok", "small"):
-                entry["error"] = status  # the header was fine, the pixels are not
-            if strict:
-                reason = usable_reason(entry, schema.encode(entry.get("tags", {})))
-                if reason:
-                    log([(k, entry)])
-                    raise StrictError(f"{rel}: {reason}")
-            if status == "small":
-                entry["crop"] = {"size": crop_size, "shard": None, "row": None}
-            elif status == "ok":
-                entry["crop"] = {"size": crop_size, **shards.add(crop)}
+        try:
+            for task, result in run_tasks(tasks, total, schema.heads, workers, progress):
+                entry = _entry(task, result, files, old, crop_size)
+                if strict:
+                    reason = usable_reason(entry, schema.encode(entry.get("tags", {})))
+                    if reason:
+                        log([(task.pos, entry)])
+                        raise StrictError(f"{task.rel}: {reason}")
+                if result[3] != "ok":
+                    log([(task.pos, entry)])
+                    continue
+                entry["crop"] = {"size": crop_size, **shards.add(result[2])}
                 stats.cropped += 1
-                pending.append((k, entry))
+                pending.append((task.pos, entry))
                 if shards.full:
                     shards.flush()
                     log(pending)
-                    pending = []
-                continue
-            log([(k, entry)])
-        if shards is not None:
-            shards.flush()
-            log(pending)
-    if old is not None:
-        old.close()
+                    pending.clear()
+        finally:
+            if shards is not None:
+                shards.flush()
+                log(pending)
+            if old is not None:
+                old.close()
+
+
+def _entry(task: Task, result: Result, files: Files, old: EntryReader | None,
+           crop_size: int | None) -> dict[str, Any]:
+    """The journal entry of a finished task (its crop, if one was cut, is added by the caller)."""
+    rel, parsed, _, status = result
+    k = task.pos
+    if parsed is not None:
+        entry = {"path": rel, "bytes": int(files.size[k]), "mtime_ns": int(files.mtime_ns[k]),
+                 **parsed}
+    else:  # a crop-only task: the cached entry gains its crop
+        entry = old(int(files.offsets[k]))
+    if status not in ("skip", "ok", "small"):
+        entry["error"] = status  # the header was fine, the pixels are not
+    if status == "small":
+        entry["crop"] = {"size": crop_size, "shard": None, "row": None}
+    return entry
 
 
 def _default_workers() -> int:

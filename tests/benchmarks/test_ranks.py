@@ -49,10 +49,10 @@ def test_linked_index_photos_are_readable(tmp_path):
 @pytest.mark.slow
 def test_a_tiny_two_rank_job_is_measured(tmp_path):
     out = tmp_path / "pss.json"
-    assert main(["--photos", "50,200", "--ranks", "2", "--workers", "1", "--steps", "2",
+    assert main(["--photos", "60", "--ranks", "2", "--workers", "1", "--steps", "2",
                  "--batch", "2", "--work", str(tmp_path / "w"), "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    for row in result["rows"]:  # launcher + 2 ranks + 1 worker each, at the peak
-        assert row["returncode"] == 0 and row["processes"] >= 3 and row["pss_mb"] > 100
-    assert "pss_above_smallest_mb" in result
-    assert (tmp_path / "w" / "index_200" / "manifest.json").exists()
+    (row,) = result["rows"]  # launcher + 2 ranks (+ their workers) at the peak
+    assert row["returncode"] == 0 and row["processes"] >= 3 and row["pss_mb"] > 100
+    assert len(row["rss_mb"]) == row["processes"]
+    assert (tmp_path / "w" / "run_60" / "checkpoints" / "last.pt").exists()

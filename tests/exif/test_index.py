@@ -4,6 +4,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sdaie.config import load_config
 from sdaie.data.imageio import load_image
@@ -132,3 +133,34 @@ def test_killed_run_journal_is_reused(tmp_path, kit):
         fh.write('{"path": "cam0/img_000.jpg", "by')  # torn line from a killed run
     stats = build_index(photos, out, cfg, workers=1)
     assert stats.parsed == 0 and stats.indexed == 4
+
+
+def test_an_interrupted_build_resumes_from_its_journal(tmp_path, kit, monkeypatch):
+    """Killed after 3 of 6 files (crops included): the re-run parses and crops only the other 3,
+    and gives the index an uninterrupted build gives."""
+    from sdaie.exif import scan
+
+    photos = tmp_path / "photos"
+    kit.make_good(photos, 6)
+    real_work, done = scan._work, []
+
+    def dies_at_the_fourth(task):
+        if len(done) == 3:
+            raise KeyboardInterrupt
+        done.append(task.rel)
+        return real_work(task)
+
+    monkeypatch.setattr(scan, "_work", dies_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(photos, tmp_path / "idx", load_config(), workers=1, crop_size=16)
+    assert not (tmp_path / "idx" / "manifest.json").exists()
+    monkeypatch.setattr(scan, "_work", real_work)
+    stats = build_index(photos, tmp_path / "idx", load_config(), workers=1, crop_size=16)
+    assert (stats.parsed, stats.cropped, stats.indexed) == (3, 3, 6)
+    build_index(photos, tmp_path / "whole", load_config(), workers=1, crop_size=16)
+    resumed, whole = load_index(tmp_path / "idx"), load_index(tmp_path / "whole")
+    assert list(resumed.records) == [dict(r, crop=resumed.record(i)["crop"])
+                                     for i, r in enumerate(whole.records)]
+    np.testing.assert_array_equal(resumed.labels, whole.labels)
+    for i in range(6):
+        assert np.array_equal(resumed.crop(i), whole.crop(i))
