@@ -162,7 +162,8 @@ def _their_patches(img: Image.Image, size: int, cap: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("wh", [(333, 250), (517, 271), (97, 131), (131, 97), (40, 30),
-                                (63, 200), (64, 64), (129, 65)])
+                                (63, 200), (64, 64), (129, 65), (130, 127), (127, 130),
+                                (261, 255)])
 @pytest.mark.parametrize("pert", ["none", "resize=0.5"])
 def test_official_tiling_is_their_crop_and_resize(wh, pert):
     import torchvision.transforms as T
