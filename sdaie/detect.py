@@ -157,7 +157,10 @@ def summarize(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 def summary_line(s: dict[str, Any], mode: str, out: str | None) -> str:
     where = f"; rows in {out}" if out else ""
-    return (f"sdaie detect ({mode}): {s['files']} files, {s['ok']} ok ({s['ai_generated']} "
+    how = ", ".join([mode] + [f"{k} {s[k]}" for k, default in (("protocol", "spec"),
+                                                                ("perturbation", "clean"))
+                              if s.get(k, default) != default])
+    return (f"sdaie detect ({how}): {s['files']} files, {s['ok']} ok ({s['ai_generated']} "
             f"ai-generated, {s['real']} real), {s['errors']} errors; {s['seconds']:.1f} s, "
             f"{s['images_per_s']:.2f} images/s{where}")
 

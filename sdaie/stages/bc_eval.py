@@ -62,6 +62,11 @@ def evaluation_sets(ev: EvalConfig) -> tuple[list[TestSet], list[TestSet], dict[
         tests = official.sub_folder_sets(ev.test_root, ev.sets) if ev.test_root else []
         groups = {f"wild/{Path(d).name}": official.sub_folder_sets(d, prefix=f"wild/{Path(d).name}/")
                   for d in ev.wild_dirs}
+        empty = [d for d, members in zip(ev.wild_dirs, groups.values()) if not members]
+        if empty:
+            raise SystemExit(f"eval.wild_dirs: {empty[0]} has no sub-folder; under protocol "
+                             "official each sub-folder of a wild root is one set, as the authors "
+                             "run it (put the images in sub-folders, or use protocol spec)")
         return tests, [], groups
     tests = discover_sets(ev.test_root, ev.sets) if ev.test_root else []
     return tests, [TestSet(f"wild/{Path(d).name}", Path(d)) for d in ev.wild_dirs], {}

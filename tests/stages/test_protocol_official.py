@@ -200,3 +200,13 @@ def test_official_protocol_refuses_other_patch_caps(kit, tmp_path):
                       f"oneclass.train_dirs=[{kit['train_dirs'][0]}]",
                       f"oneclass.test_root={kit['base'] / 'tests'}", f"run.out_dir={tmp_path}",
                       "oneclass.protocol=paper"])
+
+
+def test_a_wild_root_without_sub_folders_is_refused_under_official(kit, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (70, 40)).save(flat / "a.png")
+    with pytest.raises(SystemExit, match="has no sub-folder"):
+        bc_eval.main(["--config", str(TINY / "bc_eval.yaml"), f"eval.checkpoint={kit['bc']}",
+                      f"eval.wild_dirs=[{flat}]", f"run.out_dir={tmp_path / 'out'}",
+                      "eval.protocol=official", "eval.max_patches=40000"])
