@@ -79,6 +79,7 @@ def run(cfg: Config) -> dict[str, Any]:
     if not ev.test_root and not ev.wild_dirs:
         raise SystemExit("set eval.test_root and/or eval.wild_dirs")
     check_protocol(ev)
+    test_sets, wild, groups = evaluation_sets(ev)  # before any model is loaded
     output = EvalOutput(cfg.run.out_dir, "bc_eval")
     device = resolve_device(cfg.run.device)
     detector = load_binary_detector(ev.checkpoint, map_location=device).eval()
@@ -86,7 +87,6 @@ def run(cfg: Config) -> dict[str, Any]:
     env = output.begin(cfg, checkpoint=str(ev.checkpoint), checkpoint_sha256_16=ckpt_hash)
     sets = BinarySets(BinaryScorer(detector, ev.batch_patches, device), ev.max_patches,
                       ev.threshold, cfg.run.strict, ev.protocol)
-    test_sets, wild, groups = evaluation_sets(ev)
     results = evaluate(sets, test_sets, perturbation_list(ev.perturbations), output, wild,
                        groups)
     if not results.n_scored:

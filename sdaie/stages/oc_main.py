@@ -113,6 +113,7 @@ def run(cfg: Config) -> dict[str, Any]:
     if not oc.train_dirs:
         raise SystemExit("oneclass.train_dirs is empty: give real-only folders to fit the GMM on")
     check_protocol(oc)
+    test_sets = evaluation_sets(oc)  # before any model is loaded
     output = EvalOutput(cfg.run.out_dir, "oc_main")
     device = resolve_device(cfg.run.device)
     seed_all(cfg.run.seed)
@@ -124,7 +125,7 @@ def run(cfg: Config) -> dict[str, Any]:
     env = output.begin(cfg, checkpoint=str(oc.checkpoint), checkpoint_sha256_16=ckpt_hash)
     model, n_train = fit_gmm(oc, features, output, ckpt_hash)
     sets = OneClassSets(features, model)
-    results = evaluate(sets, evaluation_sets(oc), perturbation_list(oc.perturbations), output)
+    results = evaluate(sets, test_sets, perturbation_list(oc.perturbations), output)
     if not results.n_scored:
         raise SystemExit(f"no usable labelled test image under {oc.test_root!r} "
                          f"(reasons in {output.skipped_log})")
