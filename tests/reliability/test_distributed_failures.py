@@ -26,7 +26,7 @@ def _torchrun(mode: str, index_dir: Path, out: Path, timeout_s: int) -> tuple[su
            f"run.dist_timeout_s={timeout_s}"]
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=out.parent, env=subprocess_env(), capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=300)
     return proc, time.monotonic() - start
 
 
