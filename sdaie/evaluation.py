@@ -250,4 +250,5 @@ def finish_evaluation(out: Path, kind: str, threshold: float, tables: tuple[Path
     summary["report"] = str(write_report(out, kind, threshold, md_path))
     write_json(out / "summary.json", summary)
     log.info("tables: %s, %s (%.1f s)", csv_path, md_path, summary["time_s"])
+    print("\n" + md_path.read_text(encoding="utf-8").rstrip() + "\n", flush=True)  # the results
     return summary

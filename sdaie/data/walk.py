@@ -20,6 +20,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp",
                               ".heic", ".heif", ".hif", ".avif"})
@@ -66,6 +67,29 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def walk(root: Path, listing: FolderListing) -> Iterator[tuple[Path, list[str]]]:
+    """``(folder, file names)`` of every folder under ``root`` (itself first), following links
+    once each; hidden and broken entries and revisited folders are recorded in ``listing``."""
+    seen = {_identity(root)}
+    for current, dirs, files in os.walk(root, followlinks=True):
+        here = Path(current)
+        keep = []
+        for d in sorted(dirs):
+            if d.startswith("."):
+                listing.ignored[HIDDEN] += 1
+                continue
+            ident = _identity(here / d)
+            if ident is None:
+                listing.ignored[BROKEN_LINK] += 1
+            elif ident in seen:
+                listing.revisits.append(here / d)
+            else:
+                seen.add(ident)
+                keep.append(d)
+        dirs[:] = keep  # os.walk descends only into these, in this order
+        yield here, sorted(files)
+
+
 def scan_folder(root: str | Path) -> FolderListing:
     """Walk ``root`` (see the module docstring); a file given as ``root`` is listed as itself."""
     root = Path(root)
@@ -73,23 +97,7 @@ def scan_folder(root: str | Path) -> FolderListing:
     if root.is_file():
         out.images.append(root)
         return out
-    seen = {_identity(root)}
-    for current, dirs, files in os.walk(root, followlinks=True):
-        here = Path(current)
-        keep = []
-        for d in sorted(dirs):
-            if d.startswith("."):
-                out.ignored[HIDDEN] += 1
-                continue
-            ident = _identity(here / d)
-            if ident is None:
-                out.ignored[BROKEN_LINK] += 1
-            elif ident in seen:
-                out.revisits.append(here / d)
-            else:
-                seen.add(ident)
-                keep.append(d)
-        dirs[:] = keep  # os.walk descends only into these, in this order
+    for here, files in walk(root, out):
         for name in files:
             path = here / name
             if name.startswith("."):

@@ -29,19 +29,17 @@ from sdaie.evaluation import BinarySets, EvalOutput, evaluate, write_results
 from sdaie.hashing import file_hash
 from sdaie.models import load_binary_detector
 from sdaie.scoring import BinaryScorer
-from sdaie.stages.common import run_stage, stage_parser
+from sdaie.stages.checks import check_bc_eval
+from sdaie.stages.common import stage_main, stage_parser
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    return stage_parser("bc_eval", "Evaluate a binary detector on test sets (full-image patches).")
+    return stage_parser("bc_eval")
 
 
 def run(cfg: Config) -> dict[str, Any]:
     ev = cfg.eval
-    if not ev.checkpoint:
-        raise SystemExit("eval.checkpoint is not set")
-    if not ev.test_root and not ev.wild_dirs:
-        raise SystemExit("set eval.test_root and/or eval.wild_dirs")
+    check_bc_eval(cfg)
     output = EvalOutput(cfg.run.out_dir, "bc_eval")
     device = resolve_device(cfg.run.device)
     detector = load_binary_detector(ev.checkpoint, map_location=device).eval()
@@ -65,5 +63,9 @@ def run(cfg: Config) -> dict[str, Any]:
     return write_results(output, sets, results, notes, summary)
 
 
+def execute(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    return run(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(get_args_parser(), argv, lambda cfg, _args: run(cfg))
+    return stage_main("bc_eval", argv)

@@ -39,13 +39,14 @@ from sdaie.engine.trainer import run_training
 from sdaie.engine.validation import quick_validation
 from sdaie.models.checkpoint import binary_from_pretext
 from sdaie.models.losses import binary_loss
-from sdaie.stages.common import run_stage, stage_parser
+from sdaie.stages.checks import check_bc_train
+from sdaie.stages.common import stage_main, stage_parser
 
 MSE_TERMS = ("mse_f1", "mse_f2", "mse_f3", "mse_f4", "mse_f5")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    return stage_parser("bc_train", "Binary (real vs generated) detector training.", resume=True)
+    return stage_parser("bc_train")
 
 
 class WithTaps(nn.Module):
@@ -145,11 +146,13 @@ class BinaryTask(TrainingTask):
 
 
 def train(cfg: Config, resume_arg: str | None = None) -> dict[str, Any]:
-    for key in ("pretext_checkpoint", "train_root"):
-        if not getattr(cfg.binary, key):
-            raise SystemExit(f"binary.{key} is not set")
+    check_bc_train(cfg)
     return run_training("bc_train", cfg, resume_arg, BinaryTask, amp=cfg.binary.amp)
 
 
+def execute(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    return train(cfg, args.resume)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(get_args_parser(), argv, lambda cfg, args: train(cfg, args.resume))
+    return stage_main("bc_train", argv)

@@ -65,4 +65,4 @@ def test_cli_help(command, capsys):
 @pytest.mark.parametrize("script", ["backbone_train.py", "oc_main.py", "bc_train.py", "bc_eval.py"])
 def test_root_wrappers_are_importable_without_running(script):
     namespace = runpy.run_path(str(REPO / script), run_name="not_main")
-    assert callable(namespace["main"])
+    assert callable(namespace["stage_main"])
