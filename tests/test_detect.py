@@ -28,7 +28,7 @@ from sdaie.synth import make_world
 from support.odd_inputs import make_odd_inputs
 
 PATCH = 16
-SUMMARY = re.compile(r"(\d+) files, (\d+) ok \((\d+) ai-generated, (\d+) real\), (\d+) errors")
+SUMMARY = re.compile(r"(\d+) image files, (\d+) ok \((\d+) ai-generated, (\d+) real\), (\d+) errors")
 
 
 def _tiny_cfg() -> ModelConfig:
