@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Sequence
 
@@ -24,6 +24,7 @@ from torch import nn
 from sdaie.atomic import atomic_savez
 from sdaie.config import Config
 from sdaie.data.testsets import TestSet, list_labelled
+from sdaie.data.walk import ignored_text
 from sdaie.data.transforms import Perturbation
 from sdaie.engine.runlog import Timer, append_jsonl, setup_logging, write_json
 from sdaie.metrics import detection_metrics
@@ -183,6 +184,7 @@ class OneClassSets:
 class Results:
     blocks: Blocks  # labelled sets: the tables
     unlabelled: Blocks  # in-the-wild folders without labels: {"n", "flagged_fake", "mean_<score>"}
+    ignored: dict[str, dict[str, int]] = field(default_factory=dict)  # set -> non-image files
 
     @property
     def n_scored(self) -> int:
@@ -205,6 +207,9 @@ def _evaluate_set(sets: SetScorer, ts: TestSet, is_wild: bool, pert: Perturbatio
                   output: EvalOutput, results: Results) -> None:
     log = output.log
     files = list_labelled(ts.path)
+    if files.ignored and ts.name not in results.ignored:
+        results.ignored[ts.name] = dict(files.ignored)
+        log.info("%s: %s (not images)", ts.name, ignored_text(files.ignored))
     if files.paths and (files.unlabelled or files.ambiguous):
         log.warning("%s: %d files without a label folder and %d under both kinds left out",
                     ts.name, len(files.unlabelled), len(files.ambiguous))

@@ -59,6 +59,7 @@ def run(cfg: Config) -> dict[str, Any]:
              "AP (fake+): generated images positive, ranked by p(fake) (official convention)"]
     summary = {"stage": "bc_eval", "checkpoint": str(ev.checkpoint), "checkpoint_hash": ckpt_hash,
                "results": results.blocks, "wild_unlabelled": results.unlabelled,
+               "ignored": results.ignored,
                "time_s": output.timer.elapsed(), "config": to_dict(cfg), "environment": env}
     return write_results(output, sets, results, notes, summary)
 

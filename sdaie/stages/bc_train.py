@@ -32,6 +32,7 @@ from sdaie.config import Config
 from sdaie.data.labelled import LabelledPatches
 from sdaie.data.loading import seeded_loader
 from sdaie.data.transforms import AugmentConfig
+from sdaie.data.walk import ignored_text
 from sdaie.engine.checkpointing import check_resumable
 from sdaie.engine.schedule import Schedule
 from sdaie.engine.task import Interval, RunContext, StepOutput, TrainingTask
@@ -92,13 +93,16 @@ class BinaryTask(TrainingTask):
         return {"pretext_checkpoint": str(self.bc.pretext_checkpoint)}
 
     def run_facts(self) -> dict[str, Any]:
-        return {"train_images": len(self.train_set), "unlabelled": len(self.train_set.files.unlabelled)}
+        return {"train_images": len(self.train_set), "unlabelled": len(self.train_set.files.unlabelled),
+                "ignored": dict(self.train_set.files.ignored)}
 
     def announce(self, start: int) -> None:
         files, info, log = self.train_set.files, self.run.info, self.run.log
         if info.is_main:
             for p in files.unlabelled[:20]:
                 log.warning("no 0_real/1_fake (or nature/ai) folder on the path, left out: %s", p)
+        if files.ignored and info.is_main:
+            log.info("%s: %s (not images)", self.bc.train_root, ignored_text(files.ignored))
         log.info("%d training images (%d real, %d fake), %d ranks x %d, epochs %d -> %d, device %s",
                  len(self.train_set), files.n_real, files.n_fake, info.world_size,
                  self.bc.batch_size, start, self.bc.epochs, info.device)

@@ -22,8 +22,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from sdaie.config import Config, OneClassConfig, to_dict
-from sdaie.data.imageio import list_images
+from sdaie.config import Config, ConfigError, OneClassConfig, to_dict
+from sdaie.data.walk import scan_folder
 from sdaie.data.testsets import discover_sets
 from sdaie.data.transforms import CLEAN, perturbation_list
 from sdaie.device import resolve_device
@@ -45,9 +45,9 @@ def training_files(dirs: list[str], per_dir: int, seed: int) -> list[Path]:
     """Per folder: images listed recursively (sorted), shuffled with ``seed``, first ``per_dir``."""
     out: list[Path] = []
     for d in dirs:
-        files = list_images(d)
+        files = scan_folder(d).images
         if not files:
-            raise FileNotFoundError(f"oneclass.train_dirs: no images under {d}")
+            raise ConfigError(f"oneclass.train_dirs: no image files under {d}")
         random.Random(seed).shuffle(files)
         out += files[:per_dir]
     return out
@@ -109,6 +109,7 @@ def run(cfg: Config) -> dict[str, Any]:
     summary = {"stage": "oc_main", "checkpoint": str(oc.checkpoint), "checkpoint_hash": ckpt_hash,
                "train_images": n_train, "threshold": model.threshold, "warnings": warnings,
                "gmm": str(output.out / "gmm.npz"), "results": results.blocks,
+               "ignored": results.ignored,
                "time_s": output.timer.elapsed(), "config": to_dict(cfg), "environment": env}
     return write_results(output, sets, results, notes, summary)
 
