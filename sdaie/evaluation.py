@@ -27,6 +27,7 @@ from sdaie.data.testsets import TestSet, list_labelled
 from sdaie.data.walk import ignored_text
 from sdaie.data.transforms import Perturbation
 from sdaie.engine.runlog import Timer, append_jsonl, setup_logging, write_json
+from sdaie.hashing import file_hash
 from sdaie.metrics import detection_metrics
 from sdaie.oneclass.gmm import OneClassGMM
 from sdaie.reports import UNLABELLED, write_report
@@ -121,7 +122,8 @@ class BinarySets:
     def score_set(self, name: str, paths: list[Path], labels: list[int],
                   pert: Perturbation) -> SetScores:
         tiling = Tiling(self.scorer.patch_size, self.max_patches, pert)
-        done = score_files(self.scorer, paths, tiling, self.strict, desc=f"{name} {pert.spec}")
+        done = score_files(self.scorer, paths, tiling, self.strict, desc=f"{name} {pert.spec}",
+                           batch_patches=self.scorer.batch_patches)
         return SetScores(np.asarray([r.p_fake for r in done.results], np.float64),
                          np.asarray(labels, np.int64)[done.kept],
                          [str(paths[i]) for i in done.kept],
@@ -130,8 +132,9 @@ class BinarySets:
 
 @dataclass
 class CachedFeatures:
-    """Image features of a file list under a perturbation, from the cache when it holds exactly
-    that list (else computed and cached)."""
+    """Image features of a file list under a perturbation: files whose content the cache knows
+    (from another set or an earlier run) are looked up by their SHA-256, the others extracted;
+    the set is then cached with the content hash of each file."""
 
     extractor: nn.Module
     cache: FeatureCache
@@ -143,16 +146,62 @@ class CachedFeatures:
 
     def __call__(self, name: str, paths: Sequence[Path], labels: Sequence[int],
                  pert: Perturbation) -> FeatureSet:
-        fs = self.cache.load(name, pert, self.max_patches, paths)
+        hashes = [_content_hash(p) for p in paths]
+        fs = self.cache.load(name, pert, self.max_patches, paths, hashes)
         if fs is not None:
             self.log.info("features of %s (%s) from the cache", name, pert.spec)
             return fs
-        tiling = Tiling(self.extractor.patch_size, self.max_patches)
-        fs = extract_features(self.extractor, paths, labels, tiling, pert, self.batch_patches,
-                              self.device, strict=self.strict, progress=True,
-                              desc=f"{name} {pert.spec}")
-        self.cache.save(name, pert, self.max_patches, paths, fs)
+        known = self.cache.known(pert, self.max_patches)
+        todo = [i for i, h in enumerate(hashes) if not h or h not in known]
+        if todo:
+            tiling = Tiling(self.extractor.patch_size, self.max_patches)
+            new = extract_features(self.extractor, [paths[i] for i in todo],
+                                   [labels[i] for i in todo], tiling, pert, self.batch_patches,
+                                   self.device, strict=self.strict, progress=True,
+                                   desc=f"{name} {pert.spec}")
+            FeatureCache._remember(known, [paths[i] for i in todo], [hashes[i] for i in todo],
+                                   new)
+        if len(todo) < len(paths):
+            self.log.info("%s (%s): %d of %d images' features from the cache (same content)",
+                          name, pert.spec, len(paths) - len(todo), len(paths))
+        fs = _assemble(paths, labels, hashes, known, todo_new=new if todo else None,
+                       todo=todo)
+        self.cache.save(name, pert, self.max_patches, paths, fs, hashes)
         return fs
+
+
+def _content_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes ("" when it cannot be read: the loader then says why)."""
+    try:
+        return file_hash(path, length=32)
+    except OSError:
+        return ""
+
+
+def _assemble(paths: Sequence[Path], labels: Sequence[int], hashes: Sequence[str],
+              known: dict, todo_new: FeatureSet | None, todo: list[int]) -> FeatureSet:
+    """The set's :class:`FeatureSet` in file order, from the cache and the new extraction."""
+    fresh = {}
+    if todo_new is not None:  # files without a usable hash come from the new extraction only
+        row = {p: i for i, p in enumerate(todo_new.paths)}
+        reason = {s["path"]: s["reason"] for s in todo_new.skipped}
+        fresh = {str(paths[i]): ((todo_new.features[row[str(paths[i])]],
+                                  int(todo_new.n_patches[row[str(paths[i])]]), None)
+                                 if str(paths[i]) in row else (None, 0, reason.get(str(paths[i]))))
+                 for i in todo}
+    feats, kept_labels, kept, n, skipped = [], [], [], [], []
+    for path, label, h in zip(map(str, paths), labels, hashes):
+        feature, n_patches, why = fresh.get(path) or known[h]
+        if feature is None:
+            skipped.append({"path": path, "reason": why or "unreadable"})
+            continue
+        feats.append(feature)
+        kept_labels.append(int(label))
+        kept.append(path)
+        n.append(n_patches)
+    dim = todo_new.features.shape[1] if todo_new is not None else (feats[0].shape[0] if feats else 0)
+    return FeatureSet(np.stack(feats).astype(np.float32) if feats else np.zeros((0, dim), np.float32),
+                      np.asarray(kept_labels, np.int64), kept, np.asarray(n, np.int64), skipped)
 
 
 @dataclass
