@@ -64,7 +64,8 @@ def _size_pair(text: str) -> tuple[int, int]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdaie bench", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="sdaie bench",
+                                     description=__doc__.split("\n\n")[0].replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds, a smaller world and GMM (same model sizes)")
