@@ -230,3 +230,10 @@ def test_every_range_rule_names_a_config_key():
     load_config()  # the defaults pass every rule
     for path in sorted((REPO / "configs").rglob("*.yaml")):
         load_config(path)  # and so does every shipped config
+
+
+def test_floats_written_without_a_dot_are_numbers():
+    """YAML 1.1 reads ``1e-6`` as a string; a float key takes it as the number it means."""
+    assert load_config(None, ["oneclass.reg_covar=1e-6"]).oneclass.reg_covar == 1e-6
+    with pytest.raises(ConfigError, match="expected float"):
+        load_config(None, ["oneclass.reg_covar=small"])
