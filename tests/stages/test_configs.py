@@ -66,3 +66,16 @@ def test_cli_help(command, capsys):
 def test_root_wrappers_are_importable_without_running(script):
     namespace = runpy.run_path(str(REPO / script), run_name="not_main")
     assert callable(namespace["stage_main"])
+
+
+def test_the_small_cpu_config_fits_a_few_hundred_photos():
+    """configs/oc_small_cpu.yaml: no small-set warning for 170 photos of the tiny backbone's
+    36-d features, where the spec's 5 full components get one."""
+    from sdaie.oneclass.gmm import small_training_set
+
+    cfg = load_config(CONFIGS / "oc_small_cpu.yaml")
+    dim = cfg.model.width * (cfg.model.width + 1) // 2  # the upper triangle of the covariance
+    oc = cfg.oneclass
+    assert dim == 36 and oc.quantile == Config().oneclass.quantile
+    assert small_training_set(170, dim, oc.components, oc.covariance_type) is None
+    assert small_training_set(170, dim, 5, "full") is not None
