@@ -32,8 +32,8 @@ from sdaie.metrics import detection_metrics
 from sdaie.oneclass.gmm import OneClassGMM
 from sdaie.reports import UNLABELLED, write_report
 from sdaie.runinfo import write_run_info
-from sdaie.scoring import (BinaryScorer, Decision, FeatureCache, FeatureSet, Tiling,
-                           extract_features, score_files)
+from sdaie.scoring import (BinaryScorer, Decision, FeatureCache, FeatureSet, Known, Tiling,
+                           extract_features, known_by_path, score_files)
 from sdaie.tables import HEADERS, write_tables
 
 Blocks = dict[str, dict[str, dict[str, float]]]  # {perturbation spec: {set name: figures}}
@@ -152,20 +152,20 @@ class CachedFeatures:
             self.log.info("features of %s (%s) from the cache", name, pert.spec)
             return fs
         known = self.cache.known(pert, self.max_patches)
-        todo = [i for i, h in enumerate(hashes) if not h or h not in known]
+        todo = [p for p, h in zip(paths, hashes) if not h or h not in known]
+        fresh: dict[str, Known] = {}
         if todo:
             tiling = Tiling(self.extractor.patch_size, self.max_patches)
-            new = extract_features(self.extractor, [paths[i] for i in todo],
-                                   [labels[i] for i in todo], tiling, pert, self.batch_patches,
-                                   self.device, strict=self.strict, progress=True,
-                                   desc=f"{name} {pert.spec}")
-            FeatureCache._remember(known, [paths[i] for i in todo], [hashes[i] for i in todo],
-                                   new)
+            label_of = dict(zip(map(str, paths), labels))
+            new = extract_features(self.extractor, todo, [label_of[str(p)] for p in todo],
+                                   tiling, pert, self.batch_patches, self.device,
+                                   strict=self.strict, progress=True, desc=f"{name} {pert.spec}")
+            fresh = known_by_path(todo, new)
         if len(todo) < len(paths):
             self.log.info("%s (%s): %d of %d images' features from the cache (same content)",
                           name, pert.spec, len(paths) - len(todo), len(paths))
-        fs = _assemble(paths, labels, hashes, known, todo_new=new if todo else None,
-                       todo=todo)
+        entries = [fresh.get(str(p)) or known[h] for p, h in zip(paths, hashes)]
+        fs = _assemble(paths, labels, entries, self.extractor.feature_dim)
         self.cache.save(name, pert, self.max_patches, paths, fs, hashes)
         return fs
 
@@ -178,30 +178,15 @@ def _content_hash(path: Path) -> str:
         return ""
 
 
-def _assemble(paths: Sequence[Path], labels: Sequence[int], hashes: Sequence[str],
-              known: dict, todo_new: FeatureSet | None, todo: list[int]) -> FeatureSet:
-    """The set's :class:`FeatureSet` in file order, from the cache and the new extraction."""
-    fresh = {}
-    if todo_new is not None:  # files without a usable hash come from the new extraction only
-        row = {p: i for i, p in enumerate(todo_new.paths)}
-        reason = {s["path"]: s["reason"] for s in todo_new.skipped}
-        fresh = {str(paths[i]): ((todo_new.features[row[str(paths[i])]],
-                                  int(todo_new.n_patches[row[str(paths[i])]]), None)
-                                 if str(paths[i]) in row else (None, 0, reason.get(str(paths[i]))))
-                 for i in todo}
-    feats, kept_labels, kept, n, skipped = [], [], [], [], []
-    for path, label, h in zip(map(str, paths), labels, hashes):
-        feature, n_patches, why = fresh.get(path) or known[h]
-        if feature is None:
-            skipped.append({"path": path, "reason": why or "unreadable"})
-            continue
-        feats.append(feature)
-        kept_labels.append(int(label))
-        kept.append(path)
-        n.append(n_patches)
-    dim = todo_new.features.shape[1] if todo_new is not None else (feats[0].shape[0] if feats else 0)
-    return FeatureSet(np.stack(feats).astype(np.float32) if feats else np.zeros((0, dim), np.float32),
-                      np.asarray(kept_labels, np.int64), kept, np.asarray(n, np.int64), skipped)
+def _assemble(paths: Sequence[Path], labels: Sequence[int], entries: Sequence[Known],
+              dim: int) -> FeatureSet:
+    """The set's :class:`FeatureSet` in file order from what is known of each file."""
+    rows = [(str(p), int(y), e) for p, y, e in zip(paths, labels, entries) if e[0] is not None]
+    skipped = [{"path": str(p), "reason": e[2]} for p, e in zip(paths, entries) if e[0] is None]
+    feats = (np.stack([e[0] for _, _, e in rows]).astype(np.float32) if rows
+             else np.zeros((0, dim), np.float32))
+    return FeatureSet(feats, np.asarray([y for _, y, _ in rows], np.int64), [p for p, _, _ in rows],
+                      np.asarray([e[1] for _, _, e in rows], np.int64), skipped)
 
 
 @dataclass

@@ -373,12 +373,16 @@ class FeatureCache:
     @staticmethod
     def _remember(table: dict[str, Known], requested: Sequence[Path | str],
                   hashes: Sequence[str], fs: FeatureSet) -> None:
-        row = {p: i for i, p in enumerate(fs.paths)}
-        reason = {s["path"]: s["reason"] for s in fs.skipped}
+        by_path = known_by_path(requested, fs)
         for path, h in zip(map(str, requested), hashes):
-            if not h:
-                continue
-            if path in row:
-                table[h] = (fs.features[row[path]], int(fs.n_patches[row[path]]), None)
-            elif path in reason:
-                table[h] = (None, 0, reason[path])
+            if h:
+                table[h] = by_path[path]
+
+
+def known_by_path(requested: Sequence[Path | str], fs: FeatureSet) -> dict[str, Known]:
+    """What a :class:`FeatureSet` says of each requested file: its feature, or why it has none."""
+    row = {p: i for i, p in enumerate(fs.paths)}
+    reason = {s["path"]: s["reason"] for s in fs.skipped}
+    return {p: ((fs.features[row[p]], int(fs.n_patches[row[p]]), None) if p in row
+                else (None, 0, reason.get(p, "not scored")))
+            for p in map(str, requested)}
