@@ -14,9 +14,9 @@ patches per forward (the transformer still sees each image's tokens alone; resul
 one-at-a-time ones to float rounding, about 1e-6).
 
 Features of whole test sets are cached on disk for the one-class stage (:class:`FeatureCache`):
-one ``.npz`` per (checkpoint hash, test set, perturbation, patch cap) holding, per file, the
-SHA-256 of its bytes, so a file met again (the same real folder in several test sets, or a later
-run) is looked up by content instead of extracted again.
+one ``.npz`` per (checkpoint hash, test set, perturbation, patch cap, protocol) holding, per
+file, the SHA-256 of its bytes, so a file met again (the same real folder in several test sets, or
+a later run) is looked up by content instead of extracted again.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sdaie.atomic import atomic_savez
+from sdaie.config import PROTOCOLS
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patches import grid_patches
 from sdaie.pixels import normalize
@@ -101,18 +102,25 @@ class Decision:
 class Tiling:
     """How an image becomes the patches a scorer sees: perturbation, then the evaluation grid.
 
-    Everything that decides which pixels reach the extractor lives here (a choice of crop and
-    resize protocol would be one more field). uint8 patches, a quarter of the memory of floats;
+    Everything that decides which pixels reach the extractor lives here. ``protocol`` "spec"
+    crops to multiples of the patch as the paper states and rounds resize sizes; "official" does
+    what the authors' code does (transposed, zero-padded centre crop; floored resize sizes; see
+    :func:`~sdaie.data.patches.grid_crop_box`). uint8 patches, a quarter of the memory of floats;
     the extractor normalises them chunk by chunk.
     """
 
     patch_size: int
     max_patches: int
     perturbation: Perturbation = CLEAN
+    protocol: str = "spec"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol={self.protocol!r}; valid: {list(PROTOCOLS)}")
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        return grid_patches(self.perturbation(img), size=self.patch_size, cap=self.max_patches,
-                            normalized=False)
+        return grid_patches(self.perturbation(img, self.protocol), size=self.patch_size,
+                            cap=self.max_patches, layout=self.protocol, normalized=False)
 
 
 @torch.no_grad()
@@ -301,19 +309,22 @@ Known = tuple[np.ndarray | None, int, str | None]
 
 
 class FeatureCache:
-    """``<dir>/<ckpt hash>/<set>__<perturbation>__cap<N>.npz``; no pickle (string arrays only).
+    """``<dir>/<ckpt hash>/<set>__<perturbation>__cap<N>[__official].npz``; no pickle (string
+    arrays only). The spec protocol's names carry no suffix (caches written before the protocol
+    existed stay valid).
 
     Each file also records the content hash of every requested file (``hashes``), so
     :meth:`known` can serve a file met in another set, or in an earlier run, by its bytes.
     """
 
-    def __init__(self, root: str | Path, checkpoint_hash: str):
+    def __init__(self, root: str | Path, checkpoint_hash: str, protocol: str = "spec"):
         self.dir = Path(root) / checkpoint_hash
+        self.suffix = "" if protocol == "spec" else f"__{protocol}"
         self._known: dict[tuple[str, int], dict[str, Known]] = {}
 
     def path(self, set_name: str, perturbation: Perturbation, cap: int) -> Path:
         safe = set_name.replace("/", "_")
-        return self.dir / f"{safe}__{perturbation.tag}__cap{cap}.npz"
+        return self.dir / f"{safe}__{perturbation.tag}__cap{cap}{self.suffix}.npz"
 
     def load(self, set_name: str, perturbation: Perturbation, cap: int,
              expected_paths: Sequence[Path],
@@ -356,7 +367,7 @@ class FeatureCache:
         key = (perturbation.tag, cap)
         if key not in self._known:
             self._known[key] = {}
-            for path in sorted(self.dir.glob(f"*__{perturbation.tag}__cap{cap}.npz")):
+            for path in sorted(self.dir.glob(f"*__{perturbation.tag}__cap{cap}{self.suffix}.npz")):
                 try:
                     with np.load(path, allow_pickle=False) as z:
                         if "hashes" not in z.files:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sdaie.checkpoint_kind import peek_kind
 from sdaie.config import Config, ConfigError
+from sdaie.data import official
 from sdaie.data.testsets import discover_sets, list_labelled
 from sdaie.data.walk import scan_folder
 from sdaie.data.transforms import parse_perturbation
@@ -77,6 +78,21 @@ def testset_root(key: str, value: str, sets_key: str, names: list[str]) -> None:
                           "and 1_fake/, or nature/ and ai/, somewhere below it)")
 
 
+def protocol_cap(key: str, protocol: str, value: int, cap: int) -> None:
+    """Under the official protocol the authors' patch cap, exactly."""
+    problem = official.check_patch_cap(key, value, cap) if protocol == "official" else ""
+    if problem:
+        raise ConfigError(problem)
+
+
+def test_sets_of(key: str, value: str, sets_key: str, names: list[str], protocol: str) -> None:
+    """spec: sets with label folders; official: every sub-folder is a set (the authors' way)."""
+    if protocol == "official":
+        folder(key, value, "give the folder holding the test sets")
+    else:
+        testset_root(key, value, sets_key, names)
+
+
 def perturbations(key: str, specs: list[str]) -> None:
     for spec in specs:
         try:
@@ -121,8 +137,9 @@ def check_oc_main(cfg: Config) -> None:
         image_folder(f"oneclass.train_dirs[{i}]", d, "give folders of real images")
     required("oneclass.test_root", oc.test_root,
              "give the folder holding the test sets, e.g. oneclass.test_root=data/test")
-    testset_root("oneclass.test_root", oc.test_root, "oneclass.sets", oc.sets)
+    test_sets_of("oneclass.test_root", oc.test_root, "oneclass.sets", oc.sets, oc.protocol)
     perturbations("oneclass.perturbations", oc.perturbations)
+    protocol_cap("oneclass.max_patches", oc.protocol, oc.max_patches, official.ONE_CLASS_PATCH_CAP)
 
 
 def check_bc_train(cfg: Config) -> None:
@@ -144,7 +161,8 @@ def check_bc_eval(cfg: Config) -> None:
         raise ConfigError("eval.test_root and eval.wild_dirs are both empty: give the folder of "
                           "test sets (eval.test_root=data/test) and/or eval.wild_dirs=[...]")
     if ev.test_root:
-        testset_root("eval.test_root", ev.test_root, "eval.sets", ev.sets)
+        test_sets_of("eval.test_root", ev.test_root, "eval.sets", ev.sets, ev.protocol)
     for i, d in enumerate(ev.wild_dirs):
         image_folder(f"eval.wild_dirs[{i}]", d, "give folders of images")
     perturbations("eval.perturbations", ev.perturbations)
+    protocol_cap("eval.max_patches", ev.protocol, ev.max_patches, official.BINARY_PATCH_CAP)
