@@ -421,7 +421,8 @@ RULES: dict[str, Rule] = {
     "pretext.batch_size": _at_least(1), "pretext.lr": _positive(),
     "pretext.weight_decay": _at_least(0), "pretext.steps": _at_least(1),
     "pretext.ckpt_every": _at_least(1), "pretext.log_every": _at_least(1),
-    "pretext.rank_loss": _one_of("bce", "fidelity"),
+    # models.losses.RANK_LOSSES and its alias "bce" (not imported: that module needs torch)
+    "pretext.rank_loss": _one_of("exact", "official", "fidelity", "bce"),
     "oneclass.per_dir": _at_least(1), "oneclass.components": _at_least(1),
     "oneclass.covariance_type": _one_of("full", "tied", "diag", "spherical"),
     "oneclass.init_params": _one_of("kmeans", "k-means++", "random", "random_from_data"),

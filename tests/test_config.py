@@ -237,3 +237,13 @@ def test_floats_written_without_a_dot_are_numbers():
     assert load_config(None, ["oneclass.reg_covar=1e-6"]).oneclass.reg_covar == 1e-6
     with pytest.raises(ConfigError, match="expected float"):
         load_config(None, ["oneclass.reg_covar=small"])
+
+
+def test_rank_loss_choices_are_the_losses_module_s():
+    from sdaie.config import RULES
+    from sdaie.models.losses import RANK_LOSS_ALIASES, RANK_LOSSES
+
+    ok, _ = RULES["pretext.rank_loss"]
+    for name in (*RANK_LOSSES, *RANK_LOSS_ALIASES):
+        assert ok(name), name
+    assert not ok("mse")
