@@ -100,7 +100,7 @@ class IndexOnlyPairs(PairDataset):
     """The pair dataset with the decoding taken out: an item reads what training reads from the
     index (ids, labels, path, crop of both photos) and returns the two label rows."""
 
-    def _pixels(self, i: int) -> Any:
+    def pixels(self, i: int) -> Any:
         return self.index.image_path(i), self.index.crop(i)  # a stored crop: a memmap row
 
     def __getitem__(self, item: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:

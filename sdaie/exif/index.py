@@ -34,11 +34,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from sdaie.config import Config, ConfigError, load_config
-from sdaie.data.imageio import list_images
+from sdaie.data.walk import ignored_text
 from sdaie.exif.crops import ShardWriter, collect_garbage
 from sdaie.exif.journal import CACHE_NAME, EntryReader, Journal, compact
 from sdaie.exif.parse import usable_reason
-from sdaie.exif.scan import Files, Result, Task, plan_tasks, relative_paths, run_tasks, survey
+from sdaie.exif.scan import (Files, Result, Task, list_photos, plan_tasks, relative_paths,
+                              run_tasks, survey)
 from sdaie.exif.schema import Schema
 from sdaie.exif.store import PhotoIndex, load_index
 from sdaie.exif.summary import write_outputs
@@ -58,6 +59,7 @@ class IndexStats:
     files (all of them are in summary.json), ``skipped_count`` their number."""
 
     files: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)  # non-image files by kind
     indexed: int = 0
     parsed: int = 0
     cropped: int = 0
@@ -79,9 +81,16 @@ def build_index(photo_dir: str | Path, out_dir: str | Path, cfg: Config, *, work
         raise ConfigError(f"--crops must be a positive size, got {crop_size}")
     schema = Schema(cfg.schema.heads)  # validates the heads before any work
     out.mkdir(parents=True, exist_ok=True)
+    listing = list_photos(root)
+    if not listing.images:
+        extra = f" ({listing.ignored_text()})" if listing.ignored else ""
+        raise FileNotFoundError(f"no image files under {photo_dir}{extra}")
     cache_path = out / CACHE_NAME
-    files = survey(root, relative_paths(root, list_images(root)), cache_path, schema, crop_size)
-    stats = IndexStats(files=len(files), parsed=files.parse_count())
+    rels = relative_paths(root, listing.images)
+    stats = IndexStats(files=len(rels), ignored=dict(listing.ignored))
+    del listing  # the walker's Path objects: only the relative paths are kept
+    files = survey(root, rels, cache_path, schema, crop_size)
+    stats.parsed = files.parse_count()
     _process(files, out, schema, crop_size, workers, strict, progress, stats)
 
     # Labels, vocabularies and outputs are recomputed from all entries every run.
@@ -92,7 +101,7 @@ def build_index(photo_dir: str | Path, out_dir: str | Path, cfg: Config, *, work
                             (e.get("tags", {}) for e in _entries(files, reader, used_shards)
                              if not e.get("error")))
         tally = write_outputs(root, out, _entries(files, reader), schema, crop_size, stats.files,
-                              stats.parsed)
+                              stats.parsed, stats.ignored)
     finally:
         reader.close()
     stats.skipped, stats.skipped_count = tally.skipped_examples, tally.skipped
@@ -217,6 +226,8 @@ def _print_report(stats: IndexStats, args: argparse.Namespace) -> None:
           + (f", {stats.cropped} new crops" if args.crops else "") + f") -> {args.out}")
     print(f"{stats.models} camera models, {stats.makes} makes; "
           f"skipped {stats.skipped_count} files (reasons in summary.json)")
+    if stats.ignored:
+        print(f"{ignored_text(stats.ignored)} (not images)")
     for item in stats.skipped[:10]:
         print(f"  skipped {item['path']}: {item['reason']}")
     if stats.skipped_count > 10:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from sdaie.config import HeadConfig
 from sdaie.data.imageio import ImageLoadError
+from sdaie.data.walk import FolderListing, scan_folder
 from sdaie.exif.crops import centre_crop
 from sdaie.exif.journal import has_crop, is_fresh, latest_lines
 from sdaie.exif.parse import parse_file
@@ -69,6 +70,12 @@ class Files:
 def relative_paths(root: Path, files: Iterable[Path]) -> list[str]:
     """POSIX paths relative to ``root``, sorted as strings (the order of the index's rows)."""
     return sorted(p.relative_to(root).as_posix() for p in files)
+
+
+def list_photos(root: Path) -> FolderListing:
+    """The photo files of ``root`` and the non-image files it holds: the walker every command
+    uses (symbolic links followed, loops guarded, other files counted by kind)."""
+    return scan_folder(root)
 
 
 def wants_crop(entry: dict[str, Any], schema: Schema | None) -> bool:

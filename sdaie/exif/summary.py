@@ -98,13 +98,14 @@ class Tally:
 
 
 def summary(root: Path, files: int, parsed: int, crop_size: int | None, schema: Schema,
-            t: Tally) -> dict[str, Any]:
+            t: Tally, ignored: dict[str, int] | None = None) -> dict[str, Any]:
     """The ``summary.json`` document (key order is part of the file format); its skipped files
     are an iterator over the spool."""
     n = t.indexed
     return {
         "root": str(root),
         "files": files,
+        "ignored": dict(ignored or {}),  # files under root that are not images, by kind
         "indexed": n,
         "skipped": t.skipped,
         "parsed_this_run": parsed,
@@ -125,7 +126,8 @@ def summary(root: Path, files: int, parsed: int, crop_size: int | None, schema: 
 
 
 def write_outputs(root: Path, out: Path, entries: Iterable[dict[str, Any]], schema: Schema,
-                  crop_size: int | None, files: int, parsed: int) -> Tally:
+                  crop_size: int | None, files: int, parsed: int,
+                  ignored: dict[str, int] | None = None) -> Tally:
     """Write the index folder and ``summary.json`` from the entries (sorted by path)."""
     spool_path = out / f".skipped.{os.getpid()}.tmp"
     try:
@@ -133,7 +135,8 @@ def write_outputs(root: Path, out: Path, entries: Iterable[dict[str, Any]], sche
             t = Tally(spool)
             write_index(out, t.rows(entries, schema, crop_size), vocab=schema.to_vocab(),
                         root=root, crop_size=crop_size,
-                        summary=lambda n: summary(root, files, parsed, crop_size, schema, t))
+                        summary=lambda n: summary(root, files, parsed, crop_size, schema, t,
+                                                  ignored))
     finally:
         spool_path.unlink(missing_ok=True)
     return t
