@@ -38,8 +38,7 @@ from sdaie.data.walk import ignored_text
 from sdaie.exif.crops import ShardWriter, collect_garbage
 from sdaie.exif.journal import CACHE_NAME, EntryReader, Journal, compact
 from sdaie.exif.parse import usable_reason
-from sdaie.exif.scan import (Files, Result, Task, list_photos, plan_tasks, relative_paths,
-                              run_tasks, survey)
+from sdaie.exif.scan import Files, Result, Task, list_photos, plan_tasks, run_tasks, survey
 from sdaie.exif.schema import Schema
 from sdaie.exif.store import PhotoIndex, load_index
 from sdaie.exif.summary import write_outputs
@@ -81,14 +80,12 @@ def build_index(photo_dir: str | Path, out_dir: str | Path, cfg: Config, *, work
         raise ConfigError(f"--crops must be a positive size, got {crop_size}")
     schema = Schema(cfg.schema.heads)  # validates the heads before any work
     out.mkdir(parents=True, exist_ok=True)
-    listing = list_photos(root)
-    if not listing.images:
+    rels, listing = list_photos(root)
+    if not rels:
         extra = f" ({listing.ignored_text()})" if listing.ignored else ""
         raise FileNotFoundError(f"no image files under {photo_dir}{extra}")
     cache_path = out / CACHE_NAME
-    rels = relative_paths(root, listing.images)
     stats = IndexStats(files=len(rels), ignored=dict(listing.ignored))
-    del listing  # the walker's Path objects: only the relative paths are kept
     files = survey(root, rels, cache_path, schema, crop_size)
     stats.parsed = files.parse_count()
     _process(files, out, schema, crop_size, workers, strict, progress, stats)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from sdaie.config import HeadConfig
 from sdaie.data.imageio import ImageLoadError
-from sdaie.data.walk import FolderListing, scan_folder
+from sdaie.data.walk import FolderListing, iter_images
 from sdaie.exif.crops import centre_crop
 from sdaie.exif.journal import has_crop, is_fresh, latest_lines
 from sdaie.exif.parse import parse_file
@@ -72,10 +72,12 @@ def relative_paths(root: Path, files: Iterable[Path]) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in files)
 
 
-def list_photos(root: Path) -> FolderListing:
-    """The photo files of ``root`` and the non-image files it holds: the walker every command
-    uses (symbolic links followed, loops guarded, other files counted by kind)."""
-    return scan_folder(root)
+def list_photos(root: Path) -> tuple[list[str], FolderListing]:
+    """The photo files of the folder ``root`` as sorted relative paths, and what else it holds:
+    the walker every command uses (symbolic links followed, loops guarded, other files counted
+    by kind), one ``Path`` at a time, so only the strings are ever held."""
+    listing = FolderListing()
+    return relative_paths(root, iter_images(root, listing)), listing
 
 
 def wants_crop(entry: dict[str, Any], schema: Schema | None) -> bool:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from sdaie.data.walk import FolderListing, ignored_text, scan_folder
+from sdaie.data.walk import FolderListing, ignored_text, iter_images, scan_folder
 
 
 def _png(path: Path) -> Path:
@@ -32,6 +32,18 @@ def test_images_and_every_other_file_counted(tmp_path):
         ["a.png", "sub/b.PNG"]
     assert dict(listing.ignored) == {".txt": 2, ".mov": 1, "no extension": 1, "hidden": 2}
     assert listing.ignored_text() == "ignored: 2 .txt, 2 hidden, 1 .mov, 1 no extension"
+
+
+def test_iter_images_is_the_listing_one_file_at_a_time(tmp_path):
+    _tree(tmp_path / "photos")
+    _png(tmp_path / "photos" / "a-b" / "c.png")  # "a-b/" sorts before "a.png" as a string
+    listing = FolderListing()
+    walked = iter_images(tmp_path / "photos", listing)
+    first = next(walked)  # a generator: one Path at a time, nothing collected
+    assert not listing.images
+    whole = scan_folder(tmp_path / "photos")
+    assert sorted([first, *walked]) == whole.images and len(whole.images) == 3
+    assert dict(listing.ignored) == dict(whole.ignored)
 
 
 def test_symlinked_folders_give_the_same_files(tmp_path):

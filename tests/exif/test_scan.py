@@ -64,6 +64,17 @@ def test_the_pool_pulls_a_bounded_window_and_a_broken_pool_finishes_here(monkeyp
         assert len(submitted) == broken_after + workers * 4
 
 
+def test_photos_are_listed_as_relative_strings_in_string_order(tmp_path, kit):
+    photos = tmp_path / "photos"
+    kit.make_good(photos / "a-b", 1)
+    kit.make_good(photos / "a", 1)
+    (photos / "notes.txt").write_text("x")
+    rels, listing = scan.list_photos(photos)
+    assert rels == sorted(rels) and all(isinstance(r, str) for r in rels)
+    assert rels[0].startswith("a-b/") and rels[1].startswith("a/")  # '-' < '/': not Path order
+    assert dict(listing.ignored) == {".txt": 1}
+
+
 def test_survey_reuses_fresh_entries_and_plans_the_rest(tmp_path, kit):
     photos = tmp_path / "photos"
     good = kit.make_good(photos, 3)
