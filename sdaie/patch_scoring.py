@@ -1,0 +1,144 @@
+"""Heatmaps in the same pass as detection: the image's score and a score per patch, CNN run once.
+
+image -> :class:`LatticeTiling` (perturbation, then the evaluation grid at a ``stride``,
+:func:`~sdaie.data.patchgrid.lattice_patches`) -> tokens of every lattice patch (the grid patches
+first, chunked exactly as detection chunks them, so the image's score is bit for bit the one
+:mod:`sdaie.scoring` gives) -> the image feature from the grid tokens, and a feature per patch in
+each asked-for context (:mod:`sdaie.models.patchwise`) -> p(fake) (binary: the detector's ``fc``
+on the patch feature) or GMM log-likelihood (one-class) per patch -> :class:`PatchMap` per context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sdaie.data.patchgrid import PatchGrid, check_stride, lattice_patches
+from sdaie.data.transforms import CLEAN, Perturbation
+from sdaie.heatmaps import PatchMap
+from sdaie.models.base import PatchExtractor
+from sdaie.models.patchwise import CONTEXTS, check_context, chunked_tokens, patch_features
+from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, ImageScore
+
+DEFAULT_CONTEXT = CONTEXTS[0]  # the measured choice (docs/heatmaps.md)
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """What heatmaps to compute: lattice stride (None: the patch size, i.e. the evaluation grid
+    itself), the contexts a patch is scored in, and the window side for ``window``."""
+
+    stride: int | None = None
+    contexts: tuple[str, ...] = (DEFAULT_CONTEXT,)
+    window: int = 3
+
+    def checked(self, patch_size: int) -> "MapSpec":
+        if not self.contexts:
+            raise ValueError("give at least one patch context")
+        for c in self.contexts:
+            check_context(c, self.window)
+        check_stride(patch_size, self.stride or patch_size)
+        return self
+
+
+@dataclass(frozen=True)
+class LatticeTiling:
+    """Like :class:`sdaie.scoring.Tiling`, for a heatmap: perturbation, then the lattice."""
+
+    patch_size: int
+    max_patches: int
+    stride: int
+    perturbation: Perturbation = CLEAN
+    layout: str = "spec"
+
+    def __call__(self, img: Image.Image) -> tuple[torch.Tensor, PatchGrid]:
+        return lattice_patches(self.perturbation(img), self.patch_size, self.stride,
+                               self.max_patches, self.layout)
+
+
+def _extractor(scorer: BinaryScorer | FeatureScorer) -> PatchExtractor:
+    if isinstance(scorer, BinaryScorer):
+        return scorer.detector.trainable_extractor
+    return scorer.extractor
+
+
+@torch.no_grad()
+def lattice_tokens(extractor: PatchExtractor, patches: torch.Tensor, grid: PatchGrid,
+                   chunk: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens of every lattice patch ``[cells, D]``, tokens of the grid patches in detection's
+    order); the grid patches go through the CNN first in detection's chunks, the rest after."""
+    cells = torch.from_numpy(grid.grid_cells())
+    grid_tokens = chunked_tokens(extractor, patches[cells].to(device), chunk)
+    if len(cells) == len(patches) and torch.equal(cells, torch.arange(len(patches))):
+        return grid_tokens, grid_tokens
+    tokens = grid_tokens.new_empty((len(patches), grid_tokens.shape[1]))
+    tokens[cells.to(tokens.device)] = grid_tokens
+    rest = torch.ones(len(patches), dtype=torch.bool)
+    rest[cells] = False
+    if rest.any():
+        tokens[rest.to(tokens.device)] = chunked_tokens(extractor, patches[rest].to(device), chunk)
+    return tokens, grid_tokens
+
+
+def _patch_scores(scorer: BinaryScorer | FeatureScorer, features: torch.Tensor) -> np.ndarray:
+    """Per-patch p(fake) (binary) or GMM log-likelihood (one-class; NaN for a non-finite
+    feature, which the mixture cannot score)."""
+    if isinstance(scorer, BinaryScorer):
+        logits = scorer.detector.fc(features).float()
+        return (1.0 - torch.softmax(logits, dim=1)[:, 0]).cpu().double().numpy()
+    f = features.float().cpu().numpy()
+    out = np.full(len(f), np.nan)
+    ok = np.isfinite(f).all(axis=1)
+    if scorer.gmm is not None and ok.any():
+        out[ok] = scorer.gmm.score(f[ok])
+    return out
+
+
+def _image_score(scorer: BinaryScorer | FeatureScorer, extractor: PatchExtractor,
+                 grid_tokens: torch.Tensor) -> ImageScore:
+    """The image's result from its grid tokens, by the same operations as the scorer's."""
+    feature = extractor.aggregate(grid_tokens.unsqueeze(0))[0]
+    n = int(grid_tokens.shape[0])
+    if isinstance(scorer, BinaryScorer):
+        logits = scorer.detector.fc(feature).float()
+        return ImageScore(n, p_fake=float(1.0 - torch.softmax(logits, dim=0)[0]))
+    f = feature.float().cpu().numpy()
+    out = ImageScore(n, feature=f)
+    if scorer.gmm is not None and np.isfinite(f).all():
+        ll = float(scorer.gmm.score(f[None])[0])
+        out.log_likelihood = ll
+        out.percentile = float(scorer.gmm.percentile(np.array([ll]))[0])
+    return out
+
+
+@torch.no_grad()
+def score_with_maps(scorer: BinaryScorer | FeatureScorer, patches: torch.Tensor,
+                    grid: PatchGrid, decision: Decision,
+                    spec: MapSpec) -> tuple[ImageScore, dict[str, PatchMap]]:
+    """The image's :class:`ImageScore` (equal to ``scorer(grid patches)``) and one
+    :class:`PatchMap` per context of ``spec``, from one CNN pass over the lattice patches."""
+    extractor = _extractor(scorer)
+    tokens, grid_tokens = lattice_tokens(extractor, patches, grid, scorer.batch_patches,
+                                         scorer.device)
+    result = _image_score(scorer, extractor, grid_tokens)
+    kind = "bc" if isinstance(scorer, BinaryScorer) else "oc"
+    maps = {}
+    for context in spec.contexts:
+        feats = patch_features(extractor, tokens, context, grid.rows, grid.cols, grid.step,
+                               spec.window)
+        scores = _patch_scores(scorer, feats).reshape(grid.rows, grid.cols)
+        maps[context] = PatchMap(scores, grid, kind, context, spec.window, decision.threshold,
+                                 decision.fake_when_higher)
+    return result, maps
+
+
+def contexts_list(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"window,alone"`` or a list -> a checked tuple of contexts."""
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    for c in items:
+        check_context(c)
+    return tuple(dict.fromkeys(items))
