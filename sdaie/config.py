@@ -186,6 +186,24 @@ class EvalConfig:
 
 
 @dataclass
+class LocalisationConfig:
+    """Heatmaps evaluated against ground-truth masks (docs/heatmaps.md); read by oc_main and
+    bc_eval. The paper has no localisation: every value here is our choice."""
+
+    # Spliced sets: <root>/images/<set>/{0_real,1_fake}/..., masks at <root>/masks/<set>/<same
+    # relative path>.png (non-zero = generated); empty: no localisation evaluation.
+    root: str = ""
+    sets: list[str] = field(default_factory=list)  # empty = every set under <root>/images
+    stride: int = 0  # patch lattice step in pixels; 0 = the patch size (the evaluation grid)
+    contexts: list[str] = field(default_factory=list)  # alone|window|image; empty = all three
+    window: int = 3  # side, in patches, of the "window" context
+    min_cover: float = 0.5  # a patch counts as generated when this share of it is (by the mask)
+    # One-class: real training images (spread over the GMM's training list) whose patch
+    # log-likelihoods set the patch threshold at oneclass.quantile; 0 = the image threshold.
+    calibration_images: int = 500
+
+
+@dataclass
 class RunConfig:
     out_dir: str = "runs/default"
     seed: int = 0
@@ -205,6 +223,7 @@ class Config:
     oneclass: OneClassConfig = field(default_factory=OneClassConfig)
     binary: BinaryConfig = field(default_factory=BinaryConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    localisation: LocalisationConfig = field(default_factory=LocalisationConfig)
 
 
 # --------------------------------------------------------------------------------------------

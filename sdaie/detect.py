@@ -25,6 +25,13 @@ works on every shell). A file reached twice is scored once. Rows go to ``--out``
 ``.csv``, written as they come so an interrupted run keeps its rows) or to stdout as JSON lines; a
 progress bar and a summary line go to stderr.
 
+``--heatmap DIR`` also scores every patch in the same pass (``--stride``, ``--context``,
+``--window``; docs/heatmaps.md) and writes, per image, ``DIR/<relative path>.heatmap.png`` (the
+overlay: colour scale with its legend, threshold marked, flagged regions outlined) and
+``.heatmap.npz`` (scores, patch boxes, stride, detector); rows gain ``patch_share``, ``regions``,
+``partly_generated`` and the two file paths. Paths under DIR mirror the inputs below their
+common folder.
+
 Exit status: 0 if at least one image was scored, 1 if none was (or ``--strict`` met an unusable
 file), 2 for a checkpoint, GMM or argument that cannot be used.
 """
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -47,6 +55,8 @@ from sdaie.labels import NAMES
 
 REAL, FAKE = NAMES[labels.REAL], NAMES[labels.FAKE]  # the words rows print
 MODES = ("bc", "oc")
+CONTEXTS = ("alone", "window", "image")  # sdaie.models.patchwise.CONTEXTS, without torch
+HEATMAP_FILES = ("heatmap_png", "heatmap_npz")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -74,6 +84,19 @@ def get_args_parser() -> argparse.ArgumentParser:
                         f"{EvalConfig.max_patches}, oc the GMM's own cap if it stored one, "
                         f"else {OneClassConfig.max_patches}")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    h = p.add_argument_group("heatmaps (docs/heatmaps.md)")
+    h.add_argument("--heatmap", metavar="DIR", default=None,
+                   help="write an overlay PNG and the raw patch grid (.npz) per image into DIR")
+    h.add_argument("--stride", type=int, default=None,
+                   help="pixels between heatmap patches, dividing the patch size (default: the "
+                        "patch size, i.e. the evaluation grid; e.g. 32 for 64-px patches)")
+    h.add_argument("--context", choices=CONTEXTS, default=None,
+                   help="how a patch is scored on its own: alone (N = 1), window (with its "
+                        "grid neighbours) or image (among all patches); default: bc alone, "
+                        "oc window (the measured choice)")
+    h.add_argument("--window", type=int, default=3, help="window side in patches (3)")
+    h.add_argument("--min-region", type=int, default=1,
+                   help="flagged patches a region needs to be reported (1)")
     p.add_argument("--strict", action="store_true", help="stop at the first unusable file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -92,6 +115,10 @@ def check_options(args: argparse.Namespace) -> str:
         return "--mode bc needs --checkpoint (the binary detector)"
     if mode == "oc" and not args.gmm:
         return "--mode oc needs --gmm (the gmm.npz written by oc_main)"
+    if not args.heatmap and (args.stride is not None or args.context is not None):
+        return "--stride and --context shape the heatmaps: add --heatmap DIR"
+    if args.window < 1 or args.min_region < 1:
+        return "--window and --min-region must be >= 1"
     return ""
 
 
@@ -107,7 +134,8 @@ class RowWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         if self.csv is not None:
-            self.csv.writerow(row)
+            self.csv.writerow({k: json.dumps(v) if isinstance(v, list) else v
+                               for k, v in row.items()})
         else:
             self.fh.write(json.dumps(row) + "\n")
         self.fh.flush()
@@ -142,6 +170,55 @@ def summary_line(s: dict[str, Any], mode: str, out: str | None) -> str:
             f"{s['images_per_s']:.2f} images/s{where}")
 
 
+class HeatmapFiles:
+    """``sdaie detect --heatmap DIR``: where each image's overlay and grid go (its path below the
+    inputs' common folder, plus ``.heatmap.png`` / ``.heatmap.npz``), and the sink that writes
+    them as rows are scored."""
+
+    def __init__(self, out: str | Path, paths: Sequence[str], min_region: int) -> None:
+        self.out = Path(out)
+        self.min_region = min_region
+        parents = [str(Path(p).resolve().parent) for p in paths]
+        self.root = Path(os.path.commonpath(parents)) if parents else Path(".")
+
+    def files(self, path: str | None) -> tuple[Path, Path]:
+        rel = Path(path).resolve().relative_to(self.root) if path else Path("image")
+        return (self.out / f"{rel}.heatmap.png", self.out / f"{rel}.heatmap.npz")
+
+    def __call__(self, img: Any, row: dict[str, Any]) -> None:
+        # reason: the overlay renderer imports torch through the heatmap module
+        from sdaie.overlay import write_heatmap
+
+        png, npz = self.files(row["path"])
+        pm = row["heatmap"]
+        write_heatmap(img, pm, pm.regions(self.min_region), png, npz, image=row["path"],
+                      image_label=row["label"], patch_share=row["patch_share"])
+        row["heatmap_png"], row["heatmap_npz"] = str(png), str(npz)
+
+
+def _heatmaps(det: Any, args: argparse.Namespace, targets: Sequence[Any]) -> tuple[Any, Any]:
+    """(request, sink) of ``--heatmap``, or (None, None); SetupError for options that cannot
+    work with this detector."""
+    from sdaie.api import SetupError  # reason: torch stays out of 'sdaie detect --help'
+
+    if not args.heatmap:
+        return None, None
+    try:
+        request = det.map_spec(args.stride, args.context, args.window, args.min_region)
+    except ValueError as exc:
+        raise SetupError(f"--heatmap: {exc}") from None
+    files = HeatmapFiles(args.heatmap, [t.path for t in targets if not t.error],
+                         args.min_region)
+    return request, files
+
+
+def _columns(det: Any, heatmaps: bool) -> tuple[str, ...]:
+    from sdaie.api import PATCH_COLUMNS  # reason: torch stays out of 'sdaie detect --help'
+
+    cols = det.columns
+    return (*cols[:-2], *PATCH_COLUMNS, *HEATMAP_FILES, *cols[-2:]) if heatmaps else cols
+
+
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score every input; returns (rows, summary). Raises :class:`sdaie.api.SetupError`."""
     # reason: torch (through the API) stays out of 'sdaie detect --help'
@@ -156,12 +233,14 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]
                         batch_patches=args.batch_patches, max_patches=args.max_patches or None,
                         threshold=args.threshold)
     targets = expand_inputs(args.paths)
+    request, sink = _heatmaps(det, args, targets)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    with open_output(args.out, det.columns) as writer:
+    with open_output(args.out, _columns(det, request is not None)) as writer:
         for t in tqdm(targets, desc="detect", unit="img", file=sys.stderr,
                       disable=True if args.no_progress else None):
-            row = det.score_target(t)
+            row = det.score_target(t, request, sink)
+            row.pop("heatmap", None)
             writer.write(row)
             rows.append(row)
             if args.strict and "error" in row:
@@ -169,7 +248,26 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]
     facts = {"threshold": det.threshold, "mode": det.mode, "max_patches": det.max_patches}
     if det.gmm_train_images is not None:
         facts["gmm_train_images"] = det.gmm_train_images
+    if request is not None:
+        facts.update(heatmap_facts(det, request, rows, args.heatmap))
     return rows, {**summarize(rows, time.perf_counter() - start), **facts}
+
+
+def heatmap_facts(det: Any, request: Any, rows: Sequence[dict[str, Any]],
+                  out: str) -> dict[str, Any]:
+    """Summary entries of ``--heatmap``; says so when one-class patch thresholds fall back to
+    the image's (a GMM from before calibration, or ``localisation.calibration_images=0``)."""
+    context = request.spec.contexts[0]
+    facts: dict[str, Any] = {
+        "heatmaps": sum("heatmap_png" in r for r in rows), "heatmap_dir": out,
+        "context": context, "stride": request.spec.stride or det.scorer.patch_size,
+        "partly_generated": sum(bool(r.get("partly_generated")) for r in rows),
+        "patch_threshold": det.patch_thresholds.get(context, det.threshold)}
+    if det.mode == "oc" and context not in det.patch_thresholds:
+        facts["note"] = ("the GMM has no calibrated patch threshold for this context: patches "
+                         "are judged by the image threshold, which flags many real patches "
+                         "(re-run oc_main to calibrate)")
+    return facts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sdaie detect: error: {exc}", file=sys.stderr)
         return 2
     print(summary_line(summary, summary["mode"], args.out), file=sys.stderr)
+    if "heatmaps" in summary:
+        print(f"sdaie detect: {summary['heatmaps']} heatmaps ({summary['context']}, stride "
+              f"{summary['stride']} px, patch threshold {summary['patch_threshold']:.4g}) in "
+              f"{summary['heatmap_dir']}; {summary['partly_generated']} partly generated",
+              file=sys.stderr)
+        if "note" in summary:
+            print(f"sdaie detect: note: {summary['note']}", file=sys.stderr)
     if args.strict and summary["errors"]:
         bad = next(r for r in rows if "error" in r)
         print(f"sdaie detect: --strict: stopped at {bad['path']}: {bad['error']}", file=sys.stderr)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sdaie.atomic import atomic_savez
 from sdaie.data.patchgrid import PatchGrid
 
 FORMAT = "sdaie-heatmap"
@@ -85,8 +86,6 @@ class PatchMap:
 
     def save(self, path: str | Path, **meta: object) -> Path:
         """``.npz`` (no pickle): scores, boxes, stride, detector and the rest as JSON header."""
-        from sdaie.atomic import atomic_savez  # reason: torch stays out of the numpy-only path
-
         header = {"format": FORMAT, "version": VERSION, "detector": self.detector,
                   "context": self.context, "window": self.window,
                   "threshold": self.threshold, "fake_when_higher": self.fake_when_higher,
@@ -134,26 +133,30 @@ def connected_components(mask: np.ndarray) -> list[list[tuple[int, int]]]:
     return out
 
 
-def pixel_mean(scores: np.ndarray, grid: PatchGrid) -> np.ndarray:
-    """Mean of the scores of the patches covering each pixel of the image (NaN where none does).
-
-    The lattice splits the covered area into ``stride``-pixel blocks, each covered by up to
-    ``step x step`` patches; a NaN patch score makes its pixels NaN.
-    """
-    out = np.full((grid.height, grid.width), np.nan)
-    if grid.resized:
-        out[:] = scores.reshape(-1)[0]
-        return out
-    m, s = grid.step, grid.stride
+def block_mean(scores: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Mean score per ``stride``-pixel block of the patched area, ``[rows + step - 1, cols +
+    step - 1]``: each block is covered by up to ``step x step`` patches (fewer at the edges); a
+    NaN patch score makes its blocks NaN. The first block's corner is ``(grid.left, grid.top)``."""
+    m = grid.step
     total = np.zeros((grid.rows + m - 1, grid.cols + m - 1))
     count = np.zeros_like(total)
     for dr in range(m):
         for dc in range(m):
             total[dr:dr + grid.rows, dc:dc + grid.cols] += scores
             count[dr:dr + grid.rows, dc:dc + grid.cols] += 1
-    blocks = np.repeat(np.repeat(total / count, s, axis=0), s, axis=1)
+    return total / count
+
+
+def pixel_mean(scores: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Mean of the scores of the patches covering each pixel of the image (NaN where none does)."""
+    out = np.full((grid.height, grid.width), np.nan)
+    if grid.resized:
+        out[:] = scores.reshape(-1)[0]
+        return out
+    s = grid.stride
+    blocks = np.repeat(np.repeat(block_mean(scores, grid), s, axis=0), s, axis=1)
     y0, x0 = grid.top, grid.left
-    ys, xs = slice(max(y0, 0), min(y0 + blocks.shape[0], grid.height)), \
-        slice(max(x0, 0), min(x0 + blocks.shape[1], grid.width))
+    ys = slice(max(y0, 0), min(y0 + blocks.shape[0], grid.height))
+    xs = slice(max(x0, 0), min(x0 + blocks.shape[1], grid.width))
     out[ys, xs] = blocks[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
     return out

@@ -11,20 +11,25 @@ on the patch feature) or GMM log-likelihood (one-class) per patch -> :class:`Pat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patchgrid import PatchGrid, check_stride, lattice_patches
 from sdaie.data.transforms import CLEAN, Perturbation
 from sdaie.heatmaps import PatchMap
 from sdaie.models.base import PatchExtractor
+from sdaie.oneclass.gmm import quantile_threshold
 from sdaie.models.patchwise import CONTEXTS, check_context, chunked_tokens, patch_features
 from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, ImageScore
 
-DEFAULT_CONTEXT = CONTEXTS[0]  # the measured choice (docs/heatmaps.md)
+# How each detector scores a patch on its own unless told otherwise: the context that localised
+# best on the synthetic world's spliced sets (docs/heatmaps.md, "Which context").
+DEFAULT_CONTEXT = {"bc": "alone", "oc": "window"}
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,19 @@ class MapSpec:
     itself), the contexts a patch is scored in, and the window side for ``window``."""
 
     stride: int | None = None
-    contexts: tuple[str, ...] = (DEFAULT_CONTEXT,)
+    contexts: tuple[str, ...] = ("window",)
     window: int = 3
+
+    @classmethod
+    def default(cls, kind: str, stride: int | None = None, contexts: Sequence[str] = (),
+                window: int = 3) -> "MapSpec":
+        """``contexts`` empty: the detector's own default context only."""
+        return cls(stride, tuple(contexts) or (DEFAULT_CONTEXT[kind],), window)
+
+    @staticmethod
+    def all_contexts(kind: str) -> tuple[str, ...]:
+        """Every context, the detector's default first (for evaluations that compare them)."""
+        return (DEFAULT_CONTEXT[kind], *(c for c in CONTEXTS if c != DEFAULT_CONTEXT[kind]))
 
     def checked(self, patch_size: int) -> "MapSpec":
         if not self.contexts:
@@ -117,10 +133,13 @@ def _image_score(scorer: BinaryScorer | FeatureScorer, extractor: PatchExtractor
 
 @torch.no_grad()
 def score_with_maps(scorer: BinaryScorer | FeatureScorer, patches: torch.Tensor,
-                    grid: PatchGrid, decision: Decision,
-                    spec: MapSpec) -> tuple[ImageScore, dict[str, PatchMap]]:
+                    grid: PatchGrid, decision: Decision, spec: MapSpec,
+                    patch_thresholds: Mapping[str, float] | None = None,
+                    ) -> tuple[ImageScore, dict[str, PatchMap]]:
     """The image's :class:`ImageScore` (equal to ``scorer(grid patches)``) and one
-    :class:`PatchMap` per context of ``spec``, from one CNN pass over the lattice patches."""
+    :class:`PatchMap` per context of ``spec``, from one CNN pass over the lattice patches.
+
+    A map's threshold is ``patch_thresholds[context]`` if given, else the image's."""
     extractor = _extractor(scorer)
     tokens, grid_tokens = lattice_tokens(extractor, patches, grid, scorer.batch_patches,
                                          scorer.device)
@@ -131,7 +150,8 @@ def score_with_maps(scorer: BinaryScorer | FeatureScorer, patches: torch.Tensor,
         feats = patch_features(extractor, tokens, context, grid.rows, grid.cols, grid.step,
                                spec.window)
         scores = _patch_scores(scorer, feats).reshape(grid.rows, grid.cols)
-        maps[context] = PatchMap(scores, grid, kind, context, spec.window, decision.threshold,
+        threshold = (patch_thresholds or {}).get(context, decision.threshold)
+        maps[context] = PatchMap(scores, grid, kind, context, spec.window, float(threshold),
                                  decision.fake_when_higher)
     return result, maps
 
@@ -142,3 +162,29 @@ def contexts_list(text: str | Sequence[str]) -> tuple[str, ...]:
     for c in items:
         check_context(c)
     return tuple(dict.fromkeys(items))
+
+
+def calibrate_patch_thresholds(scorer: FeatureScorer, paths: Sequence[Path | str],
+                               tiling: LatticeTiling, spec: MapSpec,
+                               quantile: float) -> tuple[dict[str, float], int]:
+    """One-class patch thresholds: per context, the log-likelihood at ``quantile`` of all patches
+    of the real images ``paths`` (the image threshold's rule, applied to patches); and the number
+    of images used (unreadable ones are passed over).
+
+    Patch features are not image features (fewer tokens meet in the transformer), so the image
+    threshold does not carry over: on the synthetic world it flags 13 to 37 % of real patches.
+    """
+    scores: dict[str, list[np.ndarray]] = {c: [] for c in spec.contexts}
+    used = 0
+    for path in paths:
+        try:
+            img = load_image(path)
+        except ImageLoadError:
+            continue
+        _, maps = score_with_maps(scorer, *tiling(img), Decision(0.0, False), spec)
+        for c, m in maps.items():
+            scores[c].append(m.scores[np.isfinite(m.scores)])
+        used += 1
+    if not used:
+        return {}, 0
+    return {c: quantile_threshold(np.concatenate(v), quantile) for c, v in scores.items()}, used

@@ -28,6 +28,7 @@ from sdaie.device import resolve_device
 from sdaie.evaluation import BinarySets, EvalOutput, evaluate, write_results
 from sdaie.hashing import file_hash
 from sdaie.models import load_binary_detector
+from sdaie.localisation import localisation_spec, run_localisation
 from sdaie.scoring import BinaryScorer
 from sdaie.stages.common import run_stage, stage_parser
 
@@ -46,6 +47,7 @@ def run(cfg: Config) -> dict[str, Any]:
     device = resolve_device(cfg.run.device)
     detector = load_binary_detector(ev.checkpoint, map_location=device).eval()
     ckpt_hash = file_hash(ev.checkpoint)
+    loc_spec = localisation_spec(cfg.localisation, "bc", detector.patch_size)
     env = output.begin(cfg, checkpoint=str(ev.checkpoint), checkpoint_sha256_16=ckpt_hash)
     sets = BinarySets(BinaryScorer(detector, ev.batch_patches, device), ev.max_patches,
                       ev.threshold, cfg.run.strict)
@@ -62,6 +64,9 @@ def run(cfg: Config) -> dict[str, Any]:
     summary = {"stage": "bc_eval", "checkpoint": str(ev.checkpoint), "checkpoint_hash": ckpt_hash,
                "results": results.blocks, "wild_unlabelled": results.unlabelled,
                "time_s": output.timer.elapsed(), "config": to_dict(cfg), "environment": env}
+    summary.update(run_localisation(sets.scorer, sets.decision, "bc", sets.title,
+                                    cfg.localisation, loc_spec, ev.max_patches, output))
+    summary["time_s"] = output.timer.elapsed()
     return write_results(output, sets, results, notes, summary)
 
 

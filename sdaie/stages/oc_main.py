@@ -22,7 +22,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from sdaie.config import Config, OneClassConfig, to_dict
+from sdaie.config import Config, LocalisationConfig, OneClassConfig, to_dict
 from sdaie.data.imageio import list_images
 from sdaie.data.testsets import discover_sets
 from sdaie.data.transforms import CLEAN, perturbation_list
@@ -31,7 +31,8 @@ from sdaie.evaluation import CachedFeatures, EvalOutput, OneClassSets, evaluate,
 from sdaie.hashing import file_hash
 from sdaie.models import load_extractor
 from sdaie.oneclass.gmm import OneClassGMM, fit_one_class, save_gmm
-from sdaie.scoring import FeatureCache
+from sdaie.localisation import localisation_spec, one_class_patch_thresholds, run_localisation
+from sdaie.scoring import FeatureCache, FeatureScorer
 from sdaie.seeding import seed_all
 from sdaie.stages.common import run_stage, stage_parser
 
@@ -53,7 +54,7 @@ def training_files(dirs: list[str], per_dir: int, seed: int) -> list[Path]:
 
 
 def fit_gmm(oc: OneClassConfig, features: CachedFeatures, output: EvalOutput,
-            ckpt_hash: str) -> tuple[OneClassGMM, int]:
+            ckpt_hash: str, loc: LocalisationConfig | None = None) -> tuple[OneClassGMM, int]:
     """Fit the mixture on the training folders' features, save ``gmm.npz``; (model, n images)."""
     paths = training_files(oc.train_dirs, oc.per_dir, oc.shuffle_seed)
     train = features("_train", paths, [0] * len(paths), CLEAN)
@@ -66,6 +67,10 @@ def fit_gmm(oc: OneClassConfig, features: CachedFeatures, output: EvalOutput,
                     oc.components, oc.covariance_type, len(train.paths), train.features.shape[1])
     model = fit_one_class(train.features, oc.components, oc.covariance_type, oc.init_params,
                           oc.random_state, oc.quantile)
+    if loc is not None:  # heatmaps: the patch thresholds (localisation.calibration_images)
+        scorer = FeatureScorer(features.extractor, oc.batch_patches, features.device, model)
+        model.patch_thresholds = one_class_patch_thresholds(
+            scorer, train.paths, loc, oc.max_patches, oc.quantile, output.log)
     save_gmm(output.out / "gmm.npz", model, checkpoint=str(oc.checkpoint),
              checkpoint_hash=ckpt_hash, train_dirs=list(oc.train_dirs), n_train=len(train.paths),
              max_patches=oc.max_patches, patch_size=features.extractor.patch_size)
@@ -89,8 +94,9 @@ def run(cfg: Config) -> dict[str, Any]:
     cache = FeatureCache(oc.cache_dir or output.out / "cache", ckpt_hash)
     features = CachedFeatures(extractor, cache, oc.max_patches, oc.batch_patches, device,
                               cfg.run.strict, output.log)
+    loc_spec = localisation_spec(cfg.localisation, "oc", extractor.patch_size)
     env = output.begin(cfg, checkpoint=str(oc.checkpoint), checkpoint_sha256_16=ckpt_hash)
-    model, n_train = fit_gmm(oc, features, output, ckpt_hash)
+    model, n_train = fit_gmm(oc, features, output, ckpt_hash, cfg.localisation)
     sets = OneClassSets(features, model)
     results = evaluate(sets, discover_sets(oc.test_root, oc.sets),
                        perturbation_list(oc.perturbations), output)
@@ -107,6 +113,10 @@ def run(cfg: Config) -> dict[str, Any]:
                "train_images": n_train, "threshold": model.threshold,
                "gmm": str(output.out / "gmm.npz"), "results": results.blocks,
                "time_s": output.timer.elapsed(), "config": to_dict(cfg), "environment": env}
+    summary.update(run_localisation(
+        FeatureScorer(extractor, oc.batch_patches, device, model), sets.decision, "oc",
+        sets.title, cfg.localisation, loc_spec, oc.max_patches, output, model.patch_thresholds))
+    summary["time_s"] = output.timer.elapsed()
     return write_results(output, sets, results, notes, summary)
 
 
