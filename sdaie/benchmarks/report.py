@@ -57,6 +57,13 @@ def _bc_eval_table(rows: list[dict]) -> str:
                          "fast/ref"], table)
 
 
+def _heatmap_table(rows: list[dict]) -> str:
+    table = [[r["detector"], f"{r['size']}x{r['size']}", r["variant"], r["patches"],
+              r["threads"], r["seconds"], f"{r['over_detect']:.2f}x"] for r in rows]
+    return format_table(["heatmap", "image", "variant", "patches", "threads", "s/image",
+                         "over detect"], table)
+
+
 def report(result: dict[str, Any]) -> str:
     """All tables of a result dict (whatever sections it has)."""
     env = result["environment"]
@@ -76,5 +83,7 @@ def report(result: dict[str, Any]) -> str:
                                     g["seconds"], g["iterations"]]]))
     if "bc_eval" in result:
         parts.append(_bc_eval_table(result["bc_eval"]))
+    if "heatmap" in result:
+        parts.append(_heatmap_table(result["heatmap"]))
     parts.append(f"benchmark wall time: {result['wall_seconds']:.0f} s")
     return "\n\n".join(parts)
