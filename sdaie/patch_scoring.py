@@ -24,6 +24,7 @@ from sdaie.data.transforms import CLEAN, Perturbation
 from sdaie.heatmaps import PatchMap
 from sdaie.models.base import PatchExtractor
 from sdaie.oneclass.gmm import quantile_threshold
+from sdaie.oneclass.gmm_torch import score_samples as gmm_score_samples
 from sdaie.models.patchwise import CONTEXTS, check_context, chunked_tokens, patch_features
 from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, ImageScore
 
@@ -101,17 +102,17 @@ def lattice_tokens(extractor: PatchExtractor, patches: torch.Tensor, grid: Patch
 
 
 def _patch_scores(scorer: BinaryScorer | FeatureScorer, features: torch.Tensor) -> np.ndarray:
-    """Per-patch p(fake) (binary) or GMM log-likelihood (one-class; NaN for a non-finite
-    feature, which the mixture cannot score)."""
+    """Per-patch p(fake) (binary) or GMM log-likelihood (one-class, computed in torch on the
+    features' device, :mod:`sdaie.oneclass.gmm_torch`; NaN for a non-finite feature)."""
     if isinstance(scorer, BinaryScorer):
         logits = scorer.detector.fc(features).float()
         return (1.0 - torch.softmax(logits, dim=1)[:, 0]).cpu().double().numpy()
-    f = features.float().cpu().numpy()
-    out = np.full(len(f), np.nan)
-    ok = np.isfinite(f).all(axis=1)
-    if scorer.gmm is not None and ok.any():
-        out[ok] = scorer.gmm.score(f[ok])
-    return out
+    f = features.float()
+    out = torch.full((len(f),), float("nan"), dtype=torch.float64, device=f.device)
+    ok = torch.isfinite(f).all(dim=1)
+    if scorer.gmm is not None and bool(ok.any()):
+        out[ok] = gmm_score_samples(scorer.gmm.gmm, f[ok])
+    return out.cpu().numpy()
 
 
 def _image_score(scorer: BinaryScorer | FeatureScorer, extractor: PatchExtractor,
