@@ -147,8 +147,7 @@ def _run_sections(args: argparse.Namespace, plan: dict[str, Any], sections: list
                                           max(threads), args.device, isolate, policies,
                                           plan["reps"])
     if "heatmap" in sections:
-        result["heatmap"] = bench_heatmaps(model, plan["bc_sizes"], max(1, rounds // 2),
-                                           max(threads))
+        result["heatmap"] = bench_heatmaps(model, plan["bc_sizes"], rounds, max(threads))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -59,9 +59,10 @@ def _bc_eval_table(rows: list[dict]) -> str:
 
 def _heatmap_table(rows: list[dict]) -> str:
     table = [[r["detector"], f"{r['size']}x{r['size']}", r["variant"], r["patches"],
-              r["threads"], r["seconds"], f"{r['over_detect']:.2f}x"] for r in rows]
+              r["threads"], r["seconds"], r["cpu_seconds"], f"{r['over_detect']:.2f}x",
+              f"{r['over_detect_cpu']:.2f}x"] for r in rows]
     return format_table(["heatmap", "image", "variant", "patches", "threads", "s/image",
-                         "over detect"], table)
+                         "cpu-s/image", "over detect", "over detect (cpu)"], table)
 
 
 def report(result: dict[str, Any]) -> str:
