@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from PIL import Image
 
 from sdaie.atomic import atomic_savez, atomic_write_text
 from sdaie.config import LocalisationConfig
@@ -69,9 +68,8 @@ def read_mask(mask_file: Path, label: int, size: tuple[int, int]) -> np.ndarray:
     if not mask_file.is_file():
         return np.full((h, w), label == FAKE)
     try:
-        with Image.open(mask_file) as m:
-            arr = np.asarray(m.convert("L")) > 0
-    except OSError as exc:
+        arr = np.asarray(load_image(mask_file)).any(axis=2)  # the one loader, as for images
+    except ImageLoadError as exc:
         raise ValueError(f"mask {mask_file} cannot be read: {exc}") from exc
     if arr.shape != (h, w):
         raise ValueError(f"mask {mask_file} is {arr.shape[1]}x{arr.shape[0]}, image is {w}x{h}")

@@ -84,9 +84,9 @@ def lattice_patches(img: Image.Image, size: int, stride: int, cap: int,
         raise ValueError(f"expected an RGB image, got mode {img.mode}")
     w, h = img.size
     if min(w, h) < size:
-        arr = np.asarray(img.resize((size, size), Image.BILINEAR))
+        arr = np.array(img.resize((size, size), Image.BILINEAR))
         grid = PatchGrid(w, h, 0, 0, 1, 1, size, stride, 1, resized=True)
-        return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None], grid
+        return torch.from_numpy(arr).permute(2, 0, 1)[None], grid
     top, left, ch, cw = grid_crop_box(w, h, size, layout)
     gcols = cw // size
     n_grid = min((ch // size) * gcols, cap)
@@ -96,7 +96,8 @@ def lattice_patches(img: Image.Image, size: int, stride: int, cap: int,
     rows, cols = (grid_rows - 1) * step + 1, (gcols - 1) * step + 1
     windows = np.lib.stride_tricks.sliding_window_view(crop, (size, size), axis=(0, 1))
     tiles = windows[::stride, ::stride][:rows, :cols]  # [rows, cols, 3, size, size]
-    patches = torch.from_numpy(np.ascontiguousarray(tiles.reshape(rows * cols, 3, size, size)))
+    flat = np.ascontiguousarray(tiles.reshape(rows * cols, 3, size, size))
+    patches = torch.from_numpy(flat if flat.flags.writeable else flat.copy())
     return patches, PatchGrid(w, h, top, left, rows, cols, size, stride, n_grid)
 
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from PIL import Image
 
 from sdaie.api import Detector
 from sdaie.data.imageio import load_image
@@ -198,8 +197,7 @@ def heatmap_figure(out: Path, world: Path) -> int:
             continue
         path = fakes[min(i, len(fakes) - 1)]
         img = load_image(path)
-        mask = Image.open(world / "spliced" / "masks" / gen / "1_fake" / f"{path.stem}.png")
-        row = [img, mask.convert("RGB")]
+        row = [img, load_image(world / "spliced" / "masks" / gen / "1_fake" / f"{path.stem}.png")]
         for det in (bc, oc):
             r = det.score_image(img, str(path), det.map_spec(stride))
             row.append(render_overlay(img, r["heatmap"], r["heatmap"].regions()))
