@@ -149,11 +149,12 @@ class Localiser:
     max_patches: int
     min_cover: float = 0.5
     patch_thresholds: Mapping[str, float] = field(default_factory=dict)
+    protocol: str = "spec"  # the stage's evaluation protocol (crop layout)
 
     def score_set(self, ts: TestSet, root: Path) -> tuple[dict[str, Tally], list[dict]]:
         """Per context a :class:`Tally` of the set; the files left out with the reason."""
         tiling = LatticeTiling(self.scorer.patch_size, self.max_patches,
-                               self.spec.stride or self.scorer.patch_size)
+                               self.spec.stride or self.scorer.patch_size, protocol=self.protocol)
         tallies = {c: Tally() for c in self.spec.contexts}
         skipped = []
         files = list_labelled(ts.path)
@@ -208,8 +209,8 @@ def localisation_spec(loc: LocalisationConfig, kind: str, patch_size: int) -> Ma
 
 
 def one_class_patch_thresholds(scorer: FeatureScorer, paths: list[str], loc: LocalisationConfig,
-                               max_patches: int, quantile: float,
-                               log: logging.Logger) -> dict[str, float]:
+                               max_patches: int, quantile: float, log: logging.Logger,
+                               protocol: str = "spec") -> dict[str, float]:
     """One-class heatmaps: per-context patch thresholds from up to
     ``localisation.calibration_images`` real training images spread over ``paths`` (empty when
     that is 0: maps then use the image threshold)."""
@@ -218,7 +219,7 @@ def one_class_patch_thresholds(scorer: FeatureScorer, paths: list[str], loc: Loc
         return {}
     chosen = paths[::max(1, len(paths) // n)][:n]
     spec = MapSpec(None, MapSpec.all_contexts("oc"), loc.window)
-    tiling = LatticeTiling(scorer.patch_size, max_patches, scorer.patch_size)
+    tiling = LatticeTiling(scorer.patch_size, max_patches, scorer.patch_size, protocol=protocol)
     thresholds, used = calibrate_patch_thresholds(scorer, chosen, tiling, spec, quantile)
     log.info("patch thresholds (log-likelihood at the %.3f quantile of the patches of %d real "
              "images): %s", quantile, used,
@@ -229,13 +230,13 @@ def one_class_patch_thresholds(scorer: FeatureScorer, paths: list[str], loc: Loc
 def run_localisation(scorer: BinaryScorer | FeatureScorer, decision: Decision, kind: str,
                      title: str, loc: LocalisationConfig, spec: MapSpec | None, max_patches: int,
                      output: Any, patch_thresholds: Mapping[str, float] | None = None,
-                     ) -> dict[str, Any]:
+                     protocol: str = "spec") -> dict[str, Any]:
     """The localisation evaluation of a stage (``output``: its :class:`EvalOutput`): tables and
     the summary entries; nothing without ``localisation.root``."""
     if spec is None:
         return {}
     localiser = Localiser(scorer, decision, spec, max_patches, loc.min_cover,
-                          dict(patch_thresholds or {}))
+                          dict(patch_thresholds or {}), protocol)
     blocks = evaluate_localisation(
         localiser, loc.root, list(loc.sets), output.out, output.log,
         lambda name, skipped: output.report_skipped(name, CLEAN, skipped))

@@ -70,11 +70,11 @@ class LatticeTiling:
     max_patches: int
     stride: int
     perturbation: Perturbation = CLEAN
-    layout: str = "spec"
+    protocol: str = "spec"  # as Tiling's: the crop layout and the resize rounding
 
     def __call__(self, img: Image.Image) -> tuple[torch.Tensor, PatchGrid]:
-        return lattice_patches(self.perturbation(img), self.patch_size, self.stride,
-                               self.max_patches, self.layout)
+        return lattice_patches(self.perturbation(img, self.protocol), self.patch_size,
+                               self.stride, self.max_patches, self.protocol)
 
 
 def _extractor(scorer: BinaryScorer | FeatureScorer) -> PatchExtractor:

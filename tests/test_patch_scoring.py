@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from sdaie.config import ModelConfig
+from sdaie.data.transforms import parse_perturbation
 from sdaie.models import BinaryDetector
 from sdaie.oneclass.gmm import fit_one_class, quantile_threshold
 from sdaie.patch_scoring import (LatticeTiling, MapSpec, calibrate_patch_thresholds,
@@ -34,10 +35,13 @@ def image() -> Image.Image:
 
 @pytest.mark.parametrize("stride", [16, 8, 4])
 @pytest.mark.parametrize("cap", [1000, 7])
-def test_binary_image_score_is_detections(detector, image, stride, cap):
+@pytest.mark.parametrize("protocol", ["spec", "official"])
+def test_binary_image_score_is_detections(detector, image, stride, cap, protocol):
     scorer = BinaryScorer(detector, batch_patches=5)
-    ref = scorer(Tiling(PATCH, cap)(image))
-    result, maps = score_with_maps(scorer, *LatticeTiling(PATCH, cap, stride)(image),
+    pert = parse_perturbation("resize=0.7")
+    ref = scorer(Tiling(PATCH, cap, pert, protocol)(image))
+    result, maps = score_with_maps(scorer, *LatticeTiling(PATCH, cap, stride, pert,
+                                                          protocol)(image),
                                    Decision(0.5, True), MapSpec(stride, ("alone", "window")))
     assert result.p_fake == ref.p_fake and result.n_patches == ref.n_patches
     assert set(maps) == {"alone", "window"}

@@ -11,9 +11,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from sdaie.data.imageio import ImageLoadError, load_image
+from sdaie.data.imageio import ImageLoadError
 from sdaie.data.pairs import PairDataset
-from sdaie.data.patches import random_patches
 from sdaie.seeding import Stream, derive_seed
 
 
@@ -25,25 +24,22 @@ class HeldOutPhotos(Dataset):
     """
 
     def __init__(self, pairs: PairDataset, seed: int):
+        self.pairs = pairs
         self.index, self.ids, self.labels = pairs.index, pairs.ids, pairs.labels
-        self.n_patches, self.patch_size, self.use_shards = pairs.n_patches, pairs.patch_size, pairs.use_shards
+        self.n_patches, self.patch_size = pairs.n_patches, pairs.patch_size
         self.seed = seed
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _pixels(self, i: int) -> Any:
-        crop = self.index.crop(i) if self.use_shards else None
-        return crop if crop is not None else load_image(self.index.image_path(i))
-
     def __getitem__(self, q: int) -> tuple[Any, ...]:
         i = int(self.ids[q])
         try:
-            px = self._pixels(i)
+            px = self.pairs.pixels(i)
         except ImageLoadError as exc:
             blank = torch.zeros(self.n_patches, 3, self.patch_size, self.patch_size)
             return blank, self.labels[i], q, False, [{"path": str(self.index.image_path(i)),
                                                       "reason": str(exc)}]
         gen = torch.Generator().manual_seed(derive_seed(self.seed, Stream.HELDOUT_PATCHES, q))
-        patches = random_patches(px, n=self.n_patches, size=self.patch_size, generator=gen)
+        patches = self.pairs.draw(px, gen)
         return patches, self.labels[i], q, True, []

@@ -122,25 +122,50 @@ class PairBatchSampler(Sampler[list[tuple[int, int, int]]]):
         self.step = int(state["step"])
 
 
+def photos_with_all_tags(labels: np.ndarray) -> np.ndarray:
+    """Indices of the photos whose label row has no missing value (``data.require_all_tags``)."""
+    return np.flatnonzero(~np.isnan(labels).any(axis=1))
+
+
+class TensorSource(Protocol):
+    """Pixels stored as tensors with their own crop rule (:class:`sdaie.data.authors.AuthorsTensors`)."""
+
+    def load(self, path: Any) -> torch.Tensor: ...
+    def crops(self, t: torch.Tensor, n: int, size: int,
+              generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
 class PairDataset(Dataset):
     """``(patches1, patches2, labels1, labels2, skipped)`` for an item ``(q1, q2, seed)``.
 
     Positions index ``ids`` (the photos of one split). Patches come from the index's pre-cut crop
-    when it has one and ``use_shards`` is on, else from the decoded file.
+    when it has one and ``use_shards`` is on, else from the decoded file; with ``tensors`` (the
+    authors' training data) from the stored tensor, cut by that source's own rule.
     """
 
     def __init__(self, index: PhotoIndexLike, ids: Sequence[int], n_patches: int = 16,
-                 patch_size: int = 64, use_shards: bool = True):
+                 patch_size: int = 64, use_shards: bool = True,
+                 tensors: TensorSource | None = None):
         self.index = index
         self.ids = np.asarray(ids, dtype=np.int64)
         self.labels = index.labels_tensor().float()
         self.n_patches, self.patch_size, self.use_shards = n_patches, patch_size, use_shards
+        self.tensors = tensors
         self._bad: set[int] = set()  # unreadable in this process: reported once, not re-decoded
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _pixels(self, i: int) -> Any:
+    def draw(self, pixels: Any, generator: torch.Generator) -> torch.Tensor:
+        """The ``n_patches`` random patches of one photo's pixels (from :meth:`pixels`)."""
+        if self.tensors is not None:
+            return self.tensors.crops(pixels, self.n_patches, self.patch_size, generator)
+        return random_patches(pixels, n=self.n_patches, size=self.patch_size, generator=generator)
+
+    def pixels(self, i: int) -> Any:
+        """Photo ``i``'s pixels: stored tensor, shard crop or decoded file (ImageLoadError)."""
+        if self.tensors is not None:
+            return self.tensors.load(self.index.image_path(i))
         if self.use_shards:
             crop = self.index.crop(i)
             if crop is not None:
@@ -154,7 +179,7 @@ class PairDataset(Dataset):
             if i == avoid or i in self._bad:
                 continue
             try:
-                return i, self._pixels(i)
+                return i, self.pixels(i)
             except ImageLoadError as exc:
                 self._bad.add(i)
                 skipped.append({"path": str(self.index.image_path(i)), "reason": str(exc)})
@@ -166,7 +191,6 @@ class PairDataset(Dataset):
         i1, px1 = self._load(q1, -1, skipped)
         i2, px2 = self._load(q2, i1, skipped)
         gen = torch.Generator().manual_seed(seed)
-        p1 = random_patches(px1, n=self.n_patches, size=self.patch_size, generator=gen)
-        p2 = random_patches(px2, n=self.n_patches, size=self.patch_size, generator=gen)
+        p1, p2 = self.draw(px1, gen), self.draw(px2, gen)
         return p1, p2, self.labels[i1], self.labels[i2], skipped
 

@@ -16,7 +16,7 @@ def _img(w: int, h: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("w,h", [(200, 150), (96, 96), (50, 90), (333, 250)])
+@pytest.mark.parametrize("w,h", [(200, 150), (96, 96), (50, 90), (333, 250), (100, 95)])
 @pytest.mark.parametrize("layout", ["spec", "official"])
 @pytest.mark.parametrize("cap", [1000, 3, 7])
 @pytest.mark.parametrize("stride", [32, 16, 8])
@@ -29,13 +29,14 @@ def test_grid_cells_are_the_evaluation_grid(w, h, layout, cap, stride):
 
 
 @pytest.mark.parametrize("layout", ["spec", "official"])
-def test_every_cell_holds_the_pixels_of_its_box(layout):
-    img = _img(150, 110, seed=1)
+@pytest.mark.parametrize("w,h", [(150, 110), (100, 95)])  # (100, 95): official pads 1 px
+def test_every_cell_holds_the_pixels_of_its_box(layout, w, h):
+    img = _img(w, h, seed=1)
     arr = np.asarray(img)
     patches, grid = lattice_patches(img, 32, 8, 1000, layout)
     for k, (x0, y0, x1, y1) in enumerate(grid.boxes()):
         ref = np.zeros((32, 32, 3), np.uint8)  # zero padding where the box leaves the image
-        ys, xs = slice(max(y0, 0), min(y1, 110)), slice(max(x0, 0), min(x1, 150))
+        ys, xs = slice(max(y0, 0), min(y1, h)), slice(max(x0, 0), min(x1, w))
         ref[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = arr[ys, xs]
         assert np.array_equal(patches[k].permute(1, 2, 0).numpy(), ref), k
 
