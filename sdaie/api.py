@@ -358,17 +358,19 @@ class Detector:
         img = to_image(image)
         return self._row(path, lambda: img, maps)
 
-    def _score(self, img: Image.Image,
-               maps: "HeatmapRequest | None") -> tuple[ImageScore, PatchMap | None]:
+    def _score(self, img: Image.Image, maps: "HeatmapRequest | None",
+               ) -> tuple[ImageScore, PatchMap | None, Image.Image]:
+        """(result, map or None, the image as scored: after the perturbation, which is the
+        image the map's boxes refer to)."""
         if maps is None:
-            return self.scorer(self.tiling(img)), None
+            return self.scorer(self.tiling(img)), None, img
         spec = maps.spec
+        scored = self.tiling.perturbation(img, self.tiling.protocol)
         tiling = LatticeTiling(self.scorer.patch_size, self.max_patches,
-                               spec.stride or self.scorer.patch_size, self.tiling.perturbation,
-                               self.tiling.protocol)
-        result, pms = score_with_maps(self.scorer, *tiling(img), self.decision, spec,
+                               spec.stride or self.scorer.patch_size, protocol=self.tiling.protocol)
+        result, pms = score_with_maps(self.scorer, *tiling(scored), self.decision, spec,
                                       self.patch_thresholds)
-        return result, pms[spec.contexts[0]]
+        return result, pms[spec.contexts[0]], scored
 
     def _row(self, path: str | None, read: Callable[[], Image.Image],
              maps: "HeatmapRequest | None" = None,
@@ -376,8 +378,7 @@ class Detector:
         """Read, tile, score: the row, or ``{"path", "error"}`` with the reason."""
         start = time.perf_counter()
         try:
-            img = read()
-            result, pm = self._score(img, maps)
+            result, pm, img = self._score(read(), maps)
         except ImageLoadError as exc:
             return {"path": path, "error": str(exc)}
         except _oom_errors() as exc:

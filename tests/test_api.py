@@ -250,3 +250,19 @@ def test_detect_heatmap_csv_and_option_errors(kit, tmp_path, capsys):
     assert "stride must divide the patch size 16" in capsys.readouterr().err
     assert detect([*base, "--stride", "8"]) == 2
     assert "add --heatmap DIR" in capsys.readouterr().err
+
+
+def test_heatmap_of_a_perturbed_image_refers_to_the_image_as_scored(kit, tmp_path):
+    from sdaie.heatmaps import load_patch_map
+
+    det = Detector.load(kit["bc"], device="cpu", perturbation="resize=0.5")
+    f = kit["files"][4]
+    w, h = Image.open(f).size
+    row = det.score(f, patches=True)
+    assert row["p_fake"] == det.score(f)["p_fake"]
+    assert (row["heatmap"].grid.width, row["heatmap"].grid.height) == (w // 2, h // 2)
+    rows = _detect_rows([str(f), "--checkpoint", str(kit["bc"]), "--perturbation", "resize=0.5",
+                         "--heatmap", str(tmp_path / "m")], tmp_path / "r.jsonl")
+    pm, _ = load_patch_map(rows[0]["heatmap_npz"])
+    assert np.array_equal(pm.scores, row["heatmap"].scores)
+    assert Image.open(rows[0]["heatmap_png"]).size[0] == 240  # 32 px image, legend width
