@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sdaie.atomic import atomic_savez, atomic_write_text
-from sdaie.config import LocalisationConfig
+from sdaie.config import ConfigError, LocalisationConfig
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.transforms import CLEAN
 from sdaie.data.testsets import TestSet, discover_sets, display_name, list_labelled, order_key
@@ -192,20 +192,18 @@ def save_tally(out: Path, context: str, set_name: str, t: Tally) -> Path:
 
 
 def localisation_spec(loc: LocalisationConfig, kind: str, patch_size: int) -> MapSpec | None:
-    """The heatmaps the stage's localisation evaluation computes (None: no ``localisation.root``);
-    SystemExit with the key for a value that cannot work, before any image is scored."""
+    """The heatmaps the stage's localisation evaluation computes (None: no ``localisation.root``).
+
+    The keys are checked before torch loads (``sdaie.stages.checks.localisation``); what needs
+    the model (the stride must divide its patch size) raises ``ConfigError`` here, before any
+    image is scored."""
     if not loc.root:
         return None
-    if not (Path(loc.root) / IMAGES).is_dir():
-        raise SystemExit(f"localisation.root={loc.root!r} has no '{IMAGES}' folder (expected "
-                         f"{IMAGES}/<set>/{{0_real,1_fake}}/... and {MASKS}/<set>/...)")
-    if not 0.0 < loc.min_cover <= 1.0:
-        raise SystemExit(f"localisation.min_cover must be in (0, 1], got {loc.min_cover}")
     try:
         contexts = contexts_list(loc.contexts) or MapSpec.all_contexts(kind)
         return MapSpec(loc.stride or None, contexts, loc.window).checked(patch_size)
     except ValueError as exc:
-        raise SystemExit(f"localisation: {exc}") from None
+        raise ConfigError(f"localisation: {exc}") from None
 
 
 def one_class_patch_thresholds(scorer: FeatureScorer, paths: list[str], loc: LocalisationConfig,

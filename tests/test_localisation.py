@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from sdaie.config import LocalisationConfig, ModelConfig
+from sdaie.config import ConfigError, LocalisationConfig, ModelConfig
 from sdaie.data.testsets import TestSet
 from sdaie.heatmaps import PatchMap
 from sdaie.localisation import (Localiser, Tally, localisation_spec, read_mask,
@@ -142,12 +142,10 @@ def test_tally_figures_against_sklearn():
 
 def test_localisation_options_fail_with_the_key(tmp_path):
     assert localisation_spec(LocalisationConfig(), "bc", 16) is None
-    with pytest.raises(SystemExit, match="no 'images' folder"):
-        localisation_spec(LocalisationConfig(root=str(tmp_path)), "bc", 16)
-    (tmp_path / "images").mkdir()
-    with pytest.raises(SystemExit, match="stride must divide"):
-        localisation_spec(LocalisationConfig(root=str(tmp_path), stride=5), "bc", 16)
-    with pytest.raises(SystemExit, match="patch context"):
-        localisation_spec(LocalisationConfig(root=str(tmp_path), contexts=["all"]), "bc", 16)
-    spec = localisation_spec(LocalisationConfig(root=str(tmp_path), stride=8), "oc", 16)
+    root = str(tmp_path)
+    with pytest.raises(ConfigError, match="stride must divide"):
+        localisation_spec(LocalisationConfig(root=root, stride=5), "bc", 16)
+    with pytest.raises(ConfigError, match="patch context"):
+        localisation_spec(LocalisationConfig(root=root, contexts=["all"]), "bc", 16)
+    spec = localisation_spec(LocalisationConfig(root=root, stride=8), "oc", 16)
     assert spec.contexts == ("window", "alone", "image") and spec.stride == 8

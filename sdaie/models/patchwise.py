@@ -21,10 +21,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from sdaie.config import PATCH_CONTEXTS
 from sdaie.models.base import PatchExtractor
 from sdaie.pixels import normalize
 
-CONTEXTS = ("window", "alone", "image")
+CONTEXTS = PATCH_CONTEXTS
 WINDOW_BATCH = 4096  # windows per transformer call (bounds memory at tens of thousands of patches)
 
 

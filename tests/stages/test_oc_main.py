@@ -72,9 +72,3 @@ def test_localisation_is_extra_and_calibrates_patch_thresholds(tiny_world, prete
     summary = json.loads((loc / "summary.json").read_text())
     assert summary["patch_thresholds"] == model.patch_thresholds
     assert "context: window" in (loc / "oc_localisation.md").read_text()
-
-
-def test_localisation_root_without_images_fails_with_the_key(tiny_world, pretext_ckpt, tmp_path):
-    with pytest.raises(SystemExit, match="localisation.root"):
-        oc_main.main(_args(tiny_world, pretext_ckpt, tmp_path / "x",
-                           f"localisation.root={tmp_path}"))
