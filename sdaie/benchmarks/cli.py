@@ -16,6 +16,8 @@ Sections (one module each in :mod:`sdaie.benchmarks`):
 - ``evaluation``: one-class and binary evaluation images/s through the scoring path (decoded
   files, small images batched) for 64x64 and 1024x1024 images, against the extractor's inference
   rate on the same patches (:mod:`sdaie.benchmarks.evaluation`).
+- ``heatmap``: seconds per image of detection alone and with a heatmap at the evaluation grid and
+  at half the patch size, both detectors, same sizes, and the ratio heatmap / detection.
 - ``scale``: the photo index at N = 10k, 100k and 900k generated rows (``--scale-sizes``): load
   time, resident memory added, a loader worker's private memory over a full epoch of pair
   sampling, and pairs/s of the loader on the index alone (``docs/index-format.md``).
@@ -50,6 +52,7 @@ from sdaie.benchmarks.binary import bench_bc_eval
 from sdaie.benchmarks.datapath import bench_data
 from sdaie.benchmarks.evaluation import bench_evaluation
 from sdaie.benchmarks.extractors import bench_resnet, bench_sdaie
+from sdaie.benchmarks.heatmaps import bench_heatmaps
 from sdaie.benchmarks.measuring import WAIT_POLICIES, environment, load_average
 from sdaie.benchmarks.oneclass import bench_gmm
 from sdaie.benchmarks.report import report
@@ -57,7 +60,8 @@ from sdaie.benchmarks.scale import bench_scale
 from sdaie.config import ModelConfig
 from sdaie.models.cpu_memory import keep_freed_memory
 
-SECTIONS = ("extractor", "resnet", "data", "gmm", "bc_eval", "evaluation", "scale")
+SECTIONS = ("extractor", "resnet", "data", "gmm", "bc_eval", "evaluation", "heatmap",
+            "scale")
 
 
 def _size_pair(text: str) -> tuple[int, int]:
@@ -176,6 +180,8 @@ def _run_sections(args: argparse.Namespace, plan: dict[str, Any], sections: list
         result["bc_eval"] = bench_bc_eval(model, plan["bc_sizes"], max(1, rounds // 2),
                                           max(threads), args.device, isolate, policies,
                                           plan["reps"])
+    if "heatmap" in sections:
+        result["heatmap"] = bench_heatmaps(model, plan["bc_sizes"], rounds, max(threads))
     if "scale" in sections:
         with tempfile.TemporaryDirectory(prefix="sdaie-bench-scale-") as tmp:
             result["scale"] = bench_scale(Path(tmp), plan["scale"], isolate=isolate)

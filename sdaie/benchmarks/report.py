@@ -57,6 +57,14 @@ def _bc_eval_table(rows: list[dict]) -> str:
                          "fast/ref"], table)
 
 
+def _heatmap_table(rows: list[dict]) -> str:
+    table = [[r["detector"], f"{r['size']}x{r['size']}", r["variant"], r["patches"],
+              r["threads"], r["seconds"], r["cpu_seconds"], f"{r['over_detect']:.2f}x",
+              f"{r['over_detect_cpu']:.2f}x"] for r in rows]
+    return format_table(["heatmap", "image", "variant", "patches", "threads", "s/image",
+                         "cpu-s/image", "over detect", "over detect (cpu)"], table)
+
+
 def _scale_table(rows: list[dict]) -> str:
     nan = float("nan")
     table = [[f"{r['photos']:,}", r["disk_mb"], r["write_s"], r["load_s"] * 1000,
@@ -94,6 +102,8 @@ def report(result: dict[str, Any]) -> str:
             [[f"{r['size']}x{r['size']}", r["patches"], r["detector"], r["threads"],
               r["images_per_s"], r["reference_images_per_s"], f"{r['ratio']:.2f}x"]
              for r in result["evaluation"]]))
+    if "heatmap" in result:
+        parts.append(_heatmap_table(result["heatmap"]))
     if "scale" in result:
         parts.append(_scale_table(result["scale"]))
     parts.append(f"benchmark wall time: {result['wall_seconds']:.0f} s")
