@@ -9,7 +9,6 @@ of ``run``/``train``, so a caller of the Python functions gets the same messages
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from sdaie.checkpoint_kind import peek_kind
@@ -18,6 +17,7 @@ from sdaie.data import official
 from sdaie.data.testsets import discover_sets, list_labelled
 from sdaie.data.walk import scan_folder
 from sdaie.data.transforms import parse_perturbation
+from sdaie.exif.store import IndexFormatError, read_manifest
 
 
 def required(key: str, value: object, what: str) -> None:
@@ -102,19 +102,19 @@ def perturbations(key: str, specs: list[str]) -> None:
 
 
 def index_folder(key: str, value: str) -> None:
-    """A folder written by ``sdaie index`` with at least two usable photos (pairs need two)."""
+    """An index folder of the format this release reads (``docs/index-format.md``) with at least
+    two usable photos (pairs need two)."""
     hint = f"build one with 'sdaie index PHOTOS --out IDX' and pass {key}=IDX"
     required(key, value, hint)
-    summary = folder(key, value, hint) / "summary.json"
-    if not summary.is_file():
-        raise ConfigError(f"{key}={value} is not an index folder (no summary.json); {hint}")
+    directory = folder(key, value, hint)
     try:
-        indexed = int(json.loads(summary.read_text(encoding="utf-8")).get("indexed", 0))
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"{key}={value}: summary.json is unreadable ({exc}); {hint}") from None
-    if indexed < 2:
-        raise ConfigError(f"{key}={value} holds {indexed} usable photo(s), and pairs need at "
-                          f"least 2 (reasons in {summary}); index a folder of camera photos")
+        rows = int(read_manifest(directory)["rows"])
+    except (IndexFormatError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if rows < 2:
+        raise ConfigError(f"{key}={value} holds {rows} usable photo(s), and pairs need at "
+                          f"least 2 (reasons in {directory / 'summary.json'}); index a folder "
+                          "of camera photos")
 
 
 def localisation(loc: LocalisationConfig) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sdaie.exif.writer import write_index
 from sdaie.stages.common import stage_main
 
 from .conftest import REPO, TINY
@@ -37,11 +38,15 @@ def odd_folders(tmp_path_factory) -> dict[str, Path]:
     (base / "texts").mkdir()
     (base / "texts" / "notes.txt").write_text("not an image")
     (base / "not_an_index").mkdir()
-    empty_index = base / "empty_index"
-    empty_index.mkdir()
-    (empty_index / "summary.json").write_text(json.dumps({"files": 3, "indexed": 0}))
+    empty_index = base / "empty_index"  # what `sdaie index` writes when no photo is usable
+    write_index(empty_index, [], vocab={"heads": []}, root=base,
+                summary=lambda n: {"files": 3, "indexed": n})
+    old_index = base / "old_index"  # format 1: no manifest
+    old_index.mkdir()
+    (old_index / "index.jsonl").write_text('{"path": "a.jpg", "labels": [1.0]}\n')
+    (old_index / "summary.json").write_text(json.dumps({"root": "/photos", "indexed": 5}))
     return {"texts": base / "texts", "not_an_index": base / "not_an_index",
-            "empty_index": empty_index, "missing": base / "missing"}
+            "empty_index": empty_index, "old_index": old_index, "missing": base / "missing"}
 
 
 def _cases(w, pretext, binary, odd):
@@ -60,6 +65,8 @@ def _cases(w, pretext, binary, odd):
                          "not an index folder"),
         "empty index": ("backbone_train", bb + [f"data.index={odd['empty_index']}"],
                         "holds 0 usable photo"),
+        "index of format 1": ("backbone_train", bb + [f"data.index={odd['old_index']}"],
+                              "index format 1 .*re-run `sdaie index /photos --out "),
         "resume file missing": ("backbone_train",
                                 bb + [f"data.index={w['index']}", "--resume-from", "/nope.pt"],
                                 "resume checkpoint /nope.pt: no such file"),
@@ -104,7 +111,8 @@ def _cases(w, pretext, binary, odd):
 
 
 CASES = list(_cases({k: Path() for k in ("oc_train", "tests", "bc_train", "index")}, "", "",
-                    {k: Path() for k in ("missing", "texts", "not_an_index", "empty_index")}))
+                    {k: Path() for k in ("missing", "texts", "not_an_index", "empty_index",
+                                         "old_index")}))
 
 
 @pytest.mark.parametrize("case", CASES)
