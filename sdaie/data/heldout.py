@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from sdaie.data.imageio import ImageLoadError, load_image
+from sdaie.data.imageio import ImageLoadError
 from sdaie.data.pairs import PairDataset
 from sdaie.data.patches import random_patches
 from sdaie.seeding import Stream, derive_seed
@@ -26,15 +26,14 @@ class HeldOutPhotos(Dataset):
 
     def __init__(self, pairs: PairDataset, seed: int):
         self.index, self.ids, self.labels = pairs.index, pairs.ids, pairs.labels
-        self.n_patches, self.patch_size, self.use_shards = pairs.n_patches, pairs.patch_size, pairs.use_shards
+        self.n_patches, self.patch_size, self.source = pairs.n_patches, pairs.patch_size, pairs.source
         self.seed = seed
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def _pixels(self, i: int) -> Any:
-        crop = self.index.crop(i) if self.use_shards else None
-        return crop if crop is not None else load_image(self.index.image_path(i))
+        return self.source.pixels(i)  # the training photos' source
 
     def __getitem__(self, q: int) -> tuple[Any, ...]:
         i = int(self.ids[q])

@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from sdaie.config import ConfigError, HeadConfig
-from sdaie.data.imageio import ImageLoadError, load_image
+from sdaie.data.imageio import ImageLoadError
 from sdaie.data.patches import random_patches
+from sdaie.data.sources import make_source
 from sdaie.seeding import Stream, derive_seed
 
 
@@ -31,6 +32,7 @@ class PhotoIndexLike(Protocol):
     """What this module needs from :class:`sdaie.exif.index.PhotoIndex`."""
 
     records: list[dict]
+    crop_size: int | None
 
     def labels_tensor(self) -> torch.Tensor: ...
     def image_path(self, i: int) -> Any: ...
@@ -125,27 +127,25 @@ class PairBatchSampler(Sampler[list[tuple[int, int, int]]]):
 class PairDataset(Dataset):
     """``(patches1, patches2, labels1, labels2, skipped)`` for an item ``(q1, q2, seed)``.
 
-    Positions index ``ids`` (the photos of one split). Patches come from the index's pre-cut crop
-    when it has one and ``use_shards`` is on, else from the decoded file.
+    Positions index ``ids`` (the photos of one split). The pixels come from the data source
+    ``source`` (``data.source``: the whole photo or the index's crops) decoded by ``decoder``
+    (``data.decoder``); see :mod:`sdaie.data.sources`.
     """
 
     def __init__(self, index: PhotoIndexLike, ids: Sequence[int], n_patches: int = 16,
-                 patch_size: int = 64, use_shards: bool = True):
+                 patch_size: int = 64, source: str = "photo", decoder: str = "pil"):
         self.index = index
         self.ids = np.asarray(ids, dtype=np.int64)
         self.labels = index.labels_tensor().float()
-        self.n_patches, self.patch_size, self.use_shards = n_patches, patch_size, use_shards
+        self.n_patches, self.patch_size = n_patches, patch_size
+        self.source = make_source(source, index, decoder)
         self._bad: set[int] = set()  # unreadable in this process: reported once, not re-decoded
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def _pixels(self, i: int) -> Any:
-        if self.use_shards:
-            crop = self.index.crop(i)
-            if crop is not None:
-                return crop  # memory-mapped: only the patches' rows are read
-        return load_image(self.index.image_path(i))
+        return self.source.pixels(i)
 
     def _load(self, q: int, avoid: int, skipped: list[dict]) -> tuple[int, Any]:
         """First usable photo from position ``q`` onwards (wrapping), other than ``avoid``."""

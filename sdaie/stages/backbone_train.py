@@ -62,7 +62,7 @@ class PretextTask(TrainingTask):
         self.train_ids, self.val_ids = split_by_photo(len(index.records), cfg.data.val_fraction,
                                                       cfg.run.seed)
         mk = dict(n_patches=cfg.data.patches, patch_size=cfg.model.patch_size,
-                  use_shards=cfg.data.use_shards)
+                  source=cfg.data.source, decoder=cfg.data.decoder)
         self.train_set = PairDataset(index, self.train_ids, **mk)
         self.val_set = PairDataset(index, self.val_ids, **mk) if len(self.val_ids) >= 2 else None
         self.model = PretextModel(cfg.model, self.heads).to(run.info.device)
@@ -145,13 +145,13 @@ class PretextTask(TrainingTask):
                 "skipped_photos": skipped}
 
 
-def train(cfg: Config, resume_arg: str | None = None) -> dict[str, Any]:
+def train(cfg: Config, resume_arg: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     if not cfg.data.index:
         raise SystemExit("data.index is not set: build one with `sdaie index PHOTOS --out IDX` "
                          "and pass data.index=IDX")
     return run_training("backbone_train", cfg, resume_arg, PretextTask, amp=cfg.pretext.amp,
-                        tf32=cfg.pretext.tf32)
+                        tf32=cfg.pretext.tf32, overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(get_args_parser(), argv, lambda cfg, args: train(cfg, args.resume))
+    return run_stage(get_args_parser(), argv, lambda cfg, args: train(cfg, args.resume, args.overwrite))

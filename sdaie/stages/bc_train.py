@@ -144,12 +144,13 @@ class BinaryTask(TrainingTask):
                 "last_validation": last_validation}
 
 
-def train(cfg: Config, resume_arg: str | None = None) -> dict[str, Any]:
+def train(cfg: Config, resume_arg: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     for key in ("pretext_checkpoint", "train_root"):
         if not getattr(cfg.binary, key):
             raise SystemExit(f"binary.{key} is not set")
-    return run_training("bc_train", cfg, resume_arg, BinaryTask, amp=cfg.binary.amp)
+    return run_training("bc_train", cfg, resume_arg, BinaryTask, amp=cfg.binary.amp,
+                        overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(get_args_parser(), argv, lambda cfg, args: train(cfg, args.resume))
+    return run_stage(get_args_parser(), argv, lambda cfg, args: train(cfg, args.resume, args.overwrite))
