@@ -1,7 +1,9 @@
 """SIGTERM (how SLURM and Kubernetes preempt a job) as a request to checkpoint and stop.
 
-The signal handler only sets a flag; the training loop asks :meth:`StopRequest.due` at each step
-boundary. With several ranks they must all stop after the same step, so the flags are combined
+The signal handler, installed when the training loop starts (a process still setting up dies
+of SIGTERM as usual), only sets a flag; the loop asks :meth:`StopRequest.due` at each step
+boundary. A rank stuck elsewhere (e.g. in a collective whose peer died) does not reach a
+boundary; torchrun then kills it after its shutdown timeout (30 s by default). With several ranks they must all stop after the same step, so the flags are combined
 by a collective: each boundary starts a non-blocking all-reduce (max) of this rank's flag on a
 CPU tensor over a gloo group, and the next boundary waits for it. No GPU work is waited for, the
 ranks agree on the step, and the stop comes one step after the signal is seen. A single process

@@ -69,7 +69,7 @@ def run_training(stage: str, cfg: Config, resume_arg: str | None,
         seed_all(cfg.run.seed)  # identical initial weights on every rank
         run = RunContext(stage, cfg, info, out, log, Precision(info.device, amp, tf32),
                          SkipReporter(out / "skipped.jsonl", info.is_main, log))
-        stop = StopRequest(info.distributed).install()
+        stop = StopRequest(info.distributed)
         try:
             return Trainer(run, build(run), timer, stop).fit(start.resume)
         finally:
@@ -145,6 +145,7 @@ class Trainer:
             self.val_log = CsvLog(run.out / "val_log.csv", truncate_after=self.progress,
                                   key=schedule.unit)
         task.model.train()
+        self.stop.install()  # from here on SIGTERM means "checkpoint and stop"; before, it kills
         for r in range(schedule.rounds):
             if step < schedule.round_end(r):
                 step = self._round(net, r, step)
