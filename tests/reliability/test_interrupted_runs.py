@@ -263,3 +263,51 @@ def test_resume_on_another_data_stream_is_refused(change, message, index_dir, fi
 
     with pytest.raises(SystemExit, match=r"checkpoint error: .*another data stream.*" + message):
         backbone_train.main(_args(index_dir, finished_run, "pretext.steps=6", "--resume", *change))
+
+
+@pytest.fixture(scope="module")
+def bc_world(tmp_path_factory) -> Path:
+    from sdaie.synth import make_world
+
+    base = tmp_path_factory.mktemp("bc_world")
+    make_world(base, photos=4, size=96, gen_images=2, bc_train=8, bc_val=2)
+    return base / "bc_train"
+
+
+def _bc_args(root: Path, pretext: Path, out: Path, *extra: str) -> list[str]:
+    return ["run.device=cpu", f"run.out_dir={out}", "data.workers=1", "data.patches=2",
+            f"binary.pretext_checkpoint={pretext}", f"binary.train_root={root}",
+            "binary.epochs=2", "binary.batch_size=4", "binary.log_every=1", *extra]
+
+
+def test_bc_train_stopped_within_an_epoch_resumes_at_its_next_batch(bc_world, tiny_checkpoints,
+                                                                   tmp_path):
+    """SIGTERM at step 6 of 2 x 4: a checkpoint within the second epoch; the resumed run (one
+    persistent loader worker, batches from the sixth on) ends with the uninterrupted weights."""
+    import os
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from sdaie.models import load_checkpoint
+    from sdaie.stages import bc_train
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert bc_train.main(_bc_args(bc_world, tiny_checkpoints["pretext"], full)) == 0
+    steps = []
+
+    def sigterm_at_six(optimizer, args, kwargs):
+        steps.append(1)
+        if len(steps) == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handle = register_optimizer_step_post_hook(sigterm_at_six)
+    try:
+        assert bc_train.main(_bc_args(bc_world, tiny_checkpoints["pretext"], part)) == 143
+    finally:
+        handle.remove()
+    stop = part / "checkpoints" / "epoch_001_step_00000006.pt"
+    assert load_checkpoint(stop)["global_step"] == 6 and load_checkpoint(stop)["epoch"] == 1
+    assert bc_train.main(_bc_args(bc_world, tiny_checkpoints["pretext"], part, "--resume")) == 0
+    a, b = _state(full / "checkpoints" / "last.pt"), _state(part / "checkpoints" / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert f"resumed from {stop} at step 6" in (part / "bc_train.log").read_text()
