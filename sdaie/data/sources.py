@@ -24,7 +24,9 @@ JPEGs through ``torchvision.io.decode_jpeg`` (libjpeg-turbo without Pillow's ove
 tested (``tests/data/test_sources.py``; ``sdaie gpu-check`` compares them on the user's
 libraries); it keeps ``load_image``'s checks (size limit, no EXIF orientation), and any file
 it does not decode as a plain RGB or greyscale JPEG goes through ``load_image`` itself, so the
-accept / reject decision and its reason are the reference's.
+accept / reject decision and its reason are the reference's. torchvision 0.29 deprecates its
+image decoders (in favour of TorchCodec); a torchvision without ``decode_jpeg`` is refused by
+name rather than replaced by another decoder in silence.
 """
 
 from __future__ import annotations
@@ -84,11 +86,21 @@ def decode_torchvision(path: str | Path) -> Pixels:
     from torchvision.io import ImageReadMode, decode_jpeg
 
     try:
-        chw = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                          mode=ImageReadMode.RGB, apply_exif_orientation=False)
+        with warnings.catch_warnings():  # torchvision 0.29 deprecates its image decoders
+            warnings.simplefilter("ignore", DeprecationWarning)
+            chw = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                              mode=ImageReadMode.RGB, apply_exif_orientation=False)
     except RuntimeError:
         return load_image(path)  # e.g. truncated: the reference decides and says why
     return chw.permute(1, 2, 0).numpy()
+
+
+def _torchvision_available() -> bool:
+    try:
+        from torchvision.io import decode_jpeg  # noqa: F401  # here: only to ask
+    except ImportError:
+        return False
+    return True
 
 
 DECODERS: dict[str, Callable[[str | Path], Pixels]] = {"pil": decode_pil,
@@ -97,9 +109,13 @@ DECODERS: dict[str, Callable[[str | Path], Pixels]] = {"pil": decode_pil,
 
 def get_decoder(name: str) -> Callable[[str | Path], Pixels]:
     try:
-        return DECODERS[name]
+        decoder = DECODERS[name]
     except KeyError:
         raise ConfigError(f"data.decoder={name!r}; valid: {sorted(DECODERS)}") from None
+    if name == "torchvision" and not _torchvision_available():
+        raise ConfigError("data.decoder=torchvision: this torchvision has no io.decode_jpeg "
+                          "(deprecated in 0.29, to be removed); use data.decoder=pil")
+    return decoder
 
 
 class Source:
