@@ -202,6 +202,9 @@ class RunConfig:
     strict: bool = False  # fail on the first unusable file instead of skipping it
     dist_timeout_s: int = 1800  # a stuck collective fails after this long instead of hanging
     resume: str = ""  # training stages: "" (fresh), "auto" (newest checkpoint in out_dir) or a path
+    # training stages: run the model through torch.compile (its first steps compile for minutes;
+    # `sdaie gpu-check` says whether it is correct and faster on your GPU). The spec is silent.
+    compile: bool = False
 
 
 @dataclass

@@ -170,12 +170,14 @@ class Trainer:
         return step, path
 
     def _wrap(self, module: nn.Module) -> nn.Module:
-        """DDP over the process group (gradients averaged in backward); the module alone otherwise."""
+        """DDP over the process group (gradients averaged in backward), then ``torch.compile``
+        with ``run.compile``; the module alone otherwise. Checkpoints and validation use the
+        bare module, so their keys and results do not depend on either."""
         info = self.run.info
-        if not info.distributed:
-            return module
-        return DistributedDataParallel(
-            module, device_ids=[info.device] if info.device.type == "cuda" else None)
+        if info.distributed:
+            module = DistributedDataParallel(
+                module, device_ids=[info.device] if info.device.type == "cuda" else None)
+        return torch.compile(module) if self.run.cfg.run.compile else module
 
     def _round(self, net: nn.Module, r: int, step: int) -> int:
         """Steps of round ``r`` after global step ``step``; returns the round's last step."""

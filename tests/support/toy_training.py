@@ -115,9 +115,9 @@ class ToyTask(TrainingTask):
 
 
 def train_toy(out: Path, schedule: Schedule, resume: str | None = None, overwrite: bool = False,
-              amp: str | bool = False, **kw):
+              amp: str | bool = False, compile: bool = False, **kw):
     """(summary, task) of a toy run into ``out``; ``kw`` go to :class:`ToyTask`."""
-    cfg = Config(run=RunConfig(out_dir=str(out), device="cpu", seed=3))
+    cfg = Config(run=RunConfig(out_dir=str(out), device="cpu", seed=3, compile=compile))
     tasks = []
 
     def build(run):
