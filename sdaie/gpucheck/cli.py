@@ -11,12 +11,9 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-from sdaie.gpucheck.report import Section, write_reports
+from sdaie.gpucheck.report import TITLES, Section, write_reports
 
-SECTIONS = ("environment", "correctness", "throughput", "loader", "pipeline", "ddp")
-TITLES = {"environment": "Environment", "correctness": "Correctness on the device",
-          "throughput": "Training throughput", "loader": "Data loader",
-          "pipeline": "End to end on the device", "ddp": "2-rank torchrun (DDP)"}
+SECTIONS = tuple(TITLES)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,9 @@ from typing import Any
 from sdaie.atomic import atomic_write_text
 
 STATUSES = ("ok", "fail", "skipped", "error")
+TITLES = {"environment": "Environment", "correctness": "Correctness on the device",
+          "throughput": "Training throughput", "loader": "Data loader",
+          "pipeline": "End to end on the device", "ddp": "2-rank torchrun (DDP)"}
 NO_CUDA = "skipped: no CUDA"
 
 

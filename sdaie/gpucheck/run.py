@@ -16,7 +16,7 @@ from sdaie.gpucheck.environment import check_environment, usable_cores
 from sdaie.gpucheck.loader import check_loader
 from sdaie.gpucheck.pipeline import check_pipeline
 from sdaie.gpucheck.plan import Plan, make_plan
-from sdaie.gpucheck.report import Section, skipped
+from sdaie.gpucheck.report import TITLES, Section, skipped
 from sdaie.gpucheck.throughput import check_throughput
 
 Timed = Callable[[str, Callable[[], Section]], Section]
@@ -38,7 +38,9 @@ def plan_for(args: argparse.Namespace, size: tuple[int, int] | None) -> Plan:
             raise SystemExit(f"--device {args.device}: not a CUDA device (use --cpu for the CPU)")
         torch.cuda.set_device(device)
         plan = make_plan(False, device)
-    return dataclasses.replace(plan, photo_size=size) if size else plan
+    if size is None:
+        return plan
+    return dataclasses.replace(plan, photo_size=size, crop=min(512, *size))
 
 
 def run_checks(args: argparse.Namespace, out: Path, work: Path, wanted: list[str],
@@ -60,5 +62,5 @@ def run_checks(args: argparse.Namespace, out: Path, work: Path, wanted: list[str
         if key in wanted:
             results[key] = timed(key, fn)
         else:
-            results[key] = skipped(key, key, "not selected (--sections)")
+            results[key] = skipped(key, TITLES[key], "not selected (--sections)")
     return [results[key] for key, _ in steps]
