@@ -14,6 +14,13 @@ and ``label`` ("real" iff log-likelihood > threshold, default the GMM's); then `
 ``seconds``. A file or value that cannot be scored gives ``{"path": ..., "error": reason}`` instead
 of an exception, so one bad file does not end a batch. Every image is scored as the evaluation
 stages do it (:mod:`sdaie.scoring`): all grid patches of the full image, no EXIF.
+
+    Detector.load("official_bc.pth", protocol="official", perturbation="resize=0.5")
+
+``protocol``: "spec" (the paper as written) or "official" (the authors' evaluation steps:
+transposed zero-padded centre crop, floored resize sizes, their patch caps); one-class detectors
+default to the protocol their GMM was fitted under. ``perturbation`` (``jpeg=95``, ``blur=1.0``,
+``resize=0.5``) is applied to every image before tiling, as in the robustness tables.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdaie.config import EvalConfig, OneClassConfig
+from sdaie.config import PROTOCOLS, EvalConfig, OneClassConfig
+from sdaie.data import official
 from sdaie.data.imageio import ImageLoadError, list_images, load_image, to_rgb
+from sdaie.data.transforms import CLEAN, Perturbation, parse_perturbation
 from sdaie.device import resolve_device
 from sdaie.hashing import file_hash
 from sdaie.labels import FAKE as FAKE_LABEL
@@ -177,6 +186,32 @@ def _load_gmm_checked(gmm_path: str | Path,
     return model, meta, str(checkpoint)
 
 
+def _tiling(mode: str, max_patches: int | None, protocol: str | None,
+            perturbation: str | Perturbation | None, meta: dict) -> tuple[int, str, Perturbation]:
+    """(patch cap, protocol, perturbation) of a detector, each checked; SetupError otherwise.
+
+    The protocol defaults to the GMM's (one-class) or "spec"; the cap to the official one under
+    "official", else to ``max_patches``, the GMM's stored cap or the evaluation default.
+    """
+    protocol = protocol or meta.get("protocol") or "spec"
+    if protocol not in PROTOCOLS:
+        raise SetupError(f"protocol={protocol!r}; valid: {list(PROTOCOLS)}")
+    try:
+        pert = (perturbation if isinstance(perturbation, Perturbation)
+                else parse_perturbation(perturbation or ""))
+    except ValueError as exc:
+        raise SetupError(str(exc)) from exc
+    if protocol == "official":
+        cap = official.BINARY_PATCH_CAP if mode == "bc" else official.ONE_CLASS_PATCH_CAP
+        problem = official.check_patch_cap("max_patches", max_patches or cap, cap)
+        if problem:
+            raise SetupError(problem)
+        return cap, protocol, pert
+    if mode == "bc":
+        return max_patches or EvalConfig.max_patches, protocol, pert
+    return max_patches or int(meta.get("max_patches") or OneClassConfig.max_patches), protocol, pert
+
+
 def _one_class(checkpoint: str | Path | None, gmm: str | Path, device: torch.device,
                batch_patches: int) -> tuple[FeatureScorer, OneClassGMM, dict]:
     model, meta, backbone = _load_gmm_checked(gmm, checkpoint)
@@ -196,25 +231,29 @@ class Detector:
     """A loaded detector (binary or one-class) that scores images the way ``sdaie detect`` does."""
 
     def __init__(self, mode: str, scorer: Scorer, decision: Decision, max_patches: int,
-                 gmm_train_images: int | None = None) -> None:
+                 gmm_train_images: int | None = None, *, protocol: str = "spec",
+                 perturbation: Perturbation = CLEAN) -> None:
         if max_patches < 1:
             raise SetupError(f"max_patches must be >= 1, got {max_patches}")
         self.mode = mode  # "bc" | "oc"
         self.scorer = scorer
         self.decision = decision
-        self.tiling = Tiling(scorer.patch_size, max_patches)
+        self.tiling = Tiling(scorer.patch_size, max_patches, perturbation, protocol)
         self.gmm_train_images = gmm_train_images
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, gmm: str | Path | None = None, *,
              device: str | torch.device = "auto", batch_patches: int = EvalConfig.batch_patches,
-             max_patches: int | None = None, threshold: float | None = None) -> "Detector":
+             max_patches: int | None = None, threshold: float | None = None,
+             protocol: str | None = None,
+             perturbation: str | Perturbation | None = None) -> "Detector":
         """Binary: ``load(checkpoint)``. One-class: ``load(backbone, gmm=path)`` or
         ``load(gmm=path)`` for the backbone recorded in the GMM file.
 
         ``max_patches`` defaults as in evaluation (binary 40000; one-class the GMM's own cap if it
-        stored one, else 20000); ``threshold`` to 0.5 (binary) or the GMM's. Raises
-        :class:`SetupError` for anything unusable.
+        stored one, else 20000; under the official protocol its caps, which it must equal);
+        ``threshold`` to 0.5 (binary) or the GMM's; ``protocol`` and ``perturbation`` as in the
+        module docstring. Raises :class:`SetupError` for anything unusable.
         """
         if batch_patches < 1:
             raise SetupError(f"batch_patches must be >= 1, got {batch_patches}")
@@ -223,19 +262,21 @@ class Detector:
             if gmm is None:
                 if checkpoint is None:
                     raise SetupError("give a binary checkpoint, or gmm= for the one-class detector")
+                cap, protocol, pert = _tiling("bc", max_patches, protocol, perturbation, {})
                 detector = load_binary_detector(checkpoint, map_location=device)
                 return cls("bc", BinaryScorer(detector, batch_patches, device),
-                           Decision(0.5 if threshold is None else threshold, True),
-                           max_patches or EvalConfig.max_patches)
+                           Decision(0.5 if threshold is None else threshold, True), cap,
+                           protocol=protocol, perturbation=pert)
             scorer, model, meta = _one_class(checkpoint, gmm, device, batch_patches)
         except CheckpointError as exc:
             hint = (" (a pretext checkpoint scores images with its GMM: gmm=GMM.npz here, "
                     "--mode oc --gmm GMM.npz on the command line)"
                     if "pretext checkpoint, not a binary" in str(exc) else "")
             raise SetupError(f"{exc}{hint}") from exc
-        cap = max_patches or int(meta.get("max_patches") or OneClassConfig.max_patches)
+        cap, protocol, pert = _tiling("oc", max_patches, protocol, perturbation, meta)
         return cls("oc", scorer, Decision(model.threshold if threshold is None else threshold,
-                                          False), cap, int(model.train_scores.size))
+                                          False), cap, int(model.train_scores.size),
+                   protocol=protocol, perturbation=pert)
 
     @property
     def threshold(self) -> float:
@@ -244,6 +285,14 @@ class Detector:
     @property
     def max_patches(self) -> int:
         return self.tiling.max_patches
+
+    @property
+    def protocol(self) -> str:
+        return self.tiling.protocol
+
+    @property
+    def perturbation(self) -> Perturbation:
+        return self.tiling.perturbation
 
     @property
     def columns(self) -> tuple[str, ...]:

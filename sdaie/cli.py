@@ -14,6 +14,8 @@ from typing import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "exif": ("sdaie.exif.cli", "print the canonical EXIF tags of files (JSON lines)"),
     "index": ("sdaie.exif.index", "build the EXIF training index of a photo folder"),
+    "import-authors": ("sdaie.exif.authors",
+                       "index the authors' training data (exif_tags.json + pkl_256/)"),
     "synth": ("sdaie.synth.cli", "write the synthetic camera world (photos + generator images)"),
     "backbone-train": ("sdaie.stages.backbone_train", "pretext training (same as backbone_train.py)"),
     "oc": ("sdaie.stages.oc_main", "one-class GMM detector (same as oc_main.py)"),

@@ -16,6 +16,13 @@ from typing import Any, Sequence
 
 import yaml
 
+# Evaluation protocols (docs/reproducing.md): "spec" follows the paper as written; "official"
+# repeats every step of the authors' evaluation code, quirks included (transposed centre crop,
+# floored resize sizes, their file listing, labelling and in-the-wild runs), so their published
+# numbers can be reproduced from their checkpoints and test sets.
+PROTOCOLS = ("spec", "official")
+
+
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
 
@@ -121,6 +128,9 @@ class DataConfig:
     prefetch: int = 2  # batches each worker loads ahead (DataLoader prefetch_factor)
     val_fraction: float = 0.0  # held-out photos (split by photo) for per-head validation
     pin_memory: bool = True  # only takes effect on CUDA
+    # Train only on photos that have a label for every head (the authors' data holds only such
+    # photos). false (default): any photo with one usable tag, missing tags masked in the loss.
+    require_all_tags: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,10 +143,16 @@ class PretextConfig:
     batch_size: int = 64  # pairs per GPU (spec: 64 x 8 GPUs)
     lr: float = 1e-4
     weight_decay: float = 0.0
-    steps: int = 100_000  # spec silent on length; ~7 epochs of 900k photos at 512 pairs/step
+    # Spec silent on length. 100k steps x 512 pairs (64 per GPU x 8) / 900k photos ~ 57 epochs
+    # (counting each step's first photos, as the official DistributedSampler does).
+    steps: int = 100_000
     ckpt_every: int = 1000  # spec: every 1000 iterations
     log_every: int = 50
-    rank_loss: str = "bce"  # "bce" (official) or "fidelity" (face predecessor)
+    # "exact": BCE of Phi(s1 - s2) computed as -log Phi(+-d) (finite at any gap); "official":
+    # the authors' float32 nn.BCELoss on Phi, which saturates at a gap of ~5.35 (loss 100, a
+    # gradient spike; docs/reproducing.md); "fidelity": the face predecessor's loss. "bce" is
+    # read as "exact" (its name before the official variant existed).
+    rank_loss: str = "exact"
     # auto: bf16 autocast on GPUs that support it, fp16 + GradScaler on older GPUs, fp32 on CPU;
     # or fp32 | bf16 | fp16 (true/false = auto/fp32). The spec is silent; sdaie gpu-check measures.
     amp: str | bool = "auto"
@@ -160,6 +176,7 @@ class OneClassConfig:
     sets: list[str] = field(default_factory=list)  # empty = registry order + discovered folders
     perturbations: list[str] = field(default_factory=list)  # e.g. ["jpeg=95", "blur=1.0", "resize=0.5"]
     cache_dir: str = ""  # feature cache; default <out_dir>/cache
+    protocol: str = "spec"  # "spec" (paper as written) | "official" (authors' code, quirks included)
 
 
 @dataclass
@@ -191,7 +208,11 @@ class EvalConfig:
     batch_patches: int = 1024
     threshold: float = 0.5
     perturbations: list[str] = field(default_factory=list)
+    # spec: each folder is one pooled set, averaged with the test sets. official: each folder is
+    # a root whose sub-folders are sets with their own table block and average (the authors run
+    # bc_eval on the wild root separately).
     wild_dirs: list[str] = field(default_factory=list)
+    protocol: str = "spec"  # "spec" (paper as written) | "official" (authors' code, quirks included)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
     sdaie detect photo.jpg folder/ 'shots/**/*.png' --checkpoint bc.pt --out scores.jsonl
     sdaie detect folder/ --gmm runs/oc/gmm.npz [--checkpoint pretext.pt]
+    sdaie detect photo.jpg --checkpoint official_bc.pth --protocol official --perturbation jpeg=95
 
 One output row per input file, in input order: ``{"path": ...}`` plus
 
@@ -18,6 +19,12 @@ that cannot be used. The rows are those of :class:`sdaie.api.Detector` (this mod
 line): every image is scored exactly as the evaluation stages do it (all grid patches of the full
 image, the CNN in chunks of ``--batch-patches``, the transformer once over all tokens), through
 the same functions. Pixels only: EXIF is never read at detection time.
+
+``--protocol``: ``spec`` (the paper as written) or ``official`` (the authors' evaluation steps:
+transposed zero-padded centre crop, floored resize sizes, their patch caps), default ``spec``, or
+in oc mode the protocol the GMM was fitted under. ``--perturbation`` (``jpeg=95``, ``blur=1.0``,
+``resize=0.5``) perturbs every image before tiling, to check one image under the robustness
+conditions of the tables.
 
 Inputs: files (used as named, whatever their extension), folders (image files below them,
 recursively, hidden ones skipped) and glob patterns (expanded here, ``**`` included, so quoting
@@ -42,7 +49,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from sdaie import labels
-from sdaie.config import EvalConfig, OneClassConfig
+from sdaie.config import PROTOCOLS, EvalConfig, OneClassConfig
+from sdaie.data.transforms import parse_perturbation
 from sdaie.labels import NAMES
 
 REAL, FAKE = NAMES[labels.REAL], NAMES[labels.FAKE]  # the words rows print
@@ -73,6 +81,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help=f"grid patches kept per image; default as in evaluation: bc "
                         f"{EvalConfig.max_patches}, oc the GMM's own cap if it stored one, "
                         f"else {OneClassConfig.max_patches}")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="spec: the paper as written; official: the authors' evaluation steps "
+                        "(transposed centre crop, floored resize, their patch caps); default spec, "
+                        "in oc mode the GMM's")
+    p.add_argument("--perturbation", default=None, metavar="SPEC",
+                   help="perturb every image first: jpeg=Q, blur=SIGMA or resize=S (e.g. jpeg=95, "
+                        "blur=1.0, resize=0.5, the robustness conditions)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--strict", action="store_true", help="stop at the first unusable file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -92,6 +107,11 @@ def check_options(args: argparse.Namespace) -> str:
         return "--mode bc needs --checkpoint (the binary detector)"
     if mode == "oc" and not args.gmm:
         return "--mode oc needs --gmm (the gmm.npz written by oc_main)"
+    if args.perturbation is not None:
+        try:
+            parse_perturbation(args.perturbation)
+        except ValueError as exc:
+            return f"--perturbation: {exc}"
     return ""
 
 
@@ -137,7 +157,10 @@ def summarize(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 def summary_line(s: dict[str, Any], mode: str, out: str | None) -> str:
     where = f"; rows in {out}" if out else ""
-    return (f"sdaie detect ({mode}): {s['files']} files, {s['ok']} ok ({s['ai_generated']} "
+    how = ", ".join([mode] + [f"{k} {s[k]}" for k, default in (("protocol", "spec"),
+                                                                ("perturbation", "clean"))
+                              if s.get(k, default) != default])
+    return (f"sdaie detect ({how}): {s['files']} files, {s['ok']} ok ({s['ai_generated']} "
             f"ai-generated, {s['real']} real), {s['errors']} errors; {s['seconds']:.1f} s, "
             f"{s['images_per_s']:.2f} images/s{where}")
 
@@ -154,7 +177,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]
         raise SetupError(problem)
     det = Detector.load(args.checkpoint, args.gmm, device=args.device,
                         batch_patches=args.batch_patches, max_patches=args.max_patches or None,
-                        threshold=args.threshold)
+                        threshold=args.threshold, protocol=args.protocol,
+                        perturbation=args.perturbation)
     targets = expand_inputs(args.paths)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -166,7 +190,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]
             rows.append(row)
             if args.strict and "error" in row:
                 break
-    facts = {"threshold": det.threshold, "mode": det.mode, "max_patches": det.max_patches}
+    facts = {"threshold": det.threshold, "mode": det.mode, "max_patches": det.max_patches,
+             "protocol": det.protocol, "perturbation": det.perturbation.spec}
     if det.gmm_train_images is not None:
         facts["gmm_train_images"] = det.gmm_train_images
     return rows, {**summarize(rows, time.perf_counter() - start), **facts}

@@ -7,6 +7,12 @@ everything else is here: label discovery, skipped-file reports, ``scores/<pertur
 the metrics of labelled sets, the summary of unlabelled in-the-wild folders, the tables.
 
 Per-image scores come from :mod:`sdaie.scoring`, the path ``sdaie detect`` uses too.
+
+Each :class:`SetScorer` carries its ``protocol``: "spec" lists a set's images by exact label
+folders (:func:`~sdaie.data.testsets.list_labelled`); "official" lists and labels them as the
+authors' code does (:mod:`sdaie.data.official`), and its tiling follows their crop and resize.
+Sets passed as ``groups`` get their own table block and average per perturbation (the official
+in-the-wild runs).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -23,8 +29,9 @@ from torch import nn
 
 from sdaie.atomic import atomic_savez
 from sdaie.config import Config
-from sdaie.data.testsets import TestSet, list_labelled
-from sdaie.data.transforms import Perturbation
+from sdaie.data.official import binary_set_files, one_class_set_files
+from sdaie.data.testsets import LabelledFiles, TestSet, list_labelled
+from sdaie.data.transforms import CLEAN, Perturbation
 from sdaie.engine.runlog import Timer, append_jsonl, setup_logging, write_json
 from sdaie.metrics import detection_metrics
 from sdaie.oneclass.gmm import OneClassGMM
@@ -35,6 +42,9 @@ from sdaie.scoring import (BinaryScorer, Decision, FeatureCache, FeatureSet, Til
 from sdaie.tables import HEADERS, write_tables
 
 Blocks = dict[str, dict[str, dict[str, float]]]  # {perturbation spec: {set name: figures}}
+PROTOCOL_NOTES = {  # the table note naming the protocol that produced a table
+    "spec": "protocol: spec (the paper as written)",
+    "official": "protocol: official (the authors' evaluation steps, quirks included)"}
 
 
 class EvalOutput:
@@ -91,6 +101,11 @@ class SetScorer(Protocol):
     @property
     def decision(self) -> Decision: ...
 
+    @property
+    def protocol(self) -> str: ...
+
+    def list_files(self, root: Path) -> LabelledFiles: ...
+
     def extras(self) -> dict[str, Any]: ...
 
     def score_set(self, name: str, paths: list[Path], labels: list[int],
@@ -105,6 +120,7 @@ class BinarySets:
     max_patches: int
     threshold: float
     strict: bool = False
+    protocol: str = "spec"
     kind: ClassVar[str] = "bc"
     title: ClassVar[str] = "Binary detector"
     official_ap: ClassVar[str] = "ap_fake_pos"
@@ -114,12 +130,15 @@ class BinarySets:
     def decision(self) -> Decision:
         return Decision(self.threshold, fake_when_higher=True)
 
+    def list_files(self, root: Path) -> LabelledFiles:
+        return binary_set_files(root) if self.protocol == "official" else list_labelled(root)
+
     def extras(self) -> dict[str, Any]:
         return {}
 
     def score_set(self, name: str, paths: list[Path], labels: list[int],
                   pert: Perturbation) -> SetScores:
-        tiling = Tiling(self.scorer.patch_size, self.max_patches, pert)
+        tiling = Tiling(self.scorer.patch_size, self.max_patches, pert, self.protocol)
         done = score_files(self.scorer, paths, tiling, self.strict, desc=f"{name} {pert.spec}")
         return SetScores(np.asarray([r.p_fake for r in done.results], np.float64),
                          np.asarray(labels, np.int64)[done.kept],
@@ -139,6 +158,7 @@ class CachedFeatures:
     device: torch.device | str
     strict: bool
     log: logging.Logger
+    protocol: str = "spec"
 
     def __call__(self, name: str, paths: Sequence[Path], labels: Sequence[int],
                  pert: Perturbation) -> FeatureSet:
@@ -146,8 +166,8 @@ class CachedFeatures:
         if fs is not None:
             self.log.info("features of %s (%s) from the cache", name, pert.spec)
             return fs
-        tiling = Tiling(self.extractor.patch_size, self.max_patches)
-        fs = extract_features(self.extractor, paths, labels, tiling, pert, self.batch_patches,
+        tiling = Tiling(self.extractor.patch_size, self.max_patches, pert, self.protocol)
+        fs = extract_features(self.extractor, paths, labels, tiling, CLEAN, self.batch_patches,
                               self.device, strict=self.strict, progress=True,
                               desc=f"{name} {pert.spec}")
         self.cache.save(name, pert, self.max_patches, paths, fs)
@@ -168,6 +188,13 @@ class OneClassSets:
     @property
     def decision(self) -> Decision:
         return Decision(self.model.threshold, fake_when_higher=False)
+
+    @property
+    def protocol(self) -> str:
+        return self.features.protocol
+
+    def list_files(self, root: Path) -> LabelledFiles:
+        return one_class_set_files(root) if self.protocol == "official" else list_labelled(root)
 
     def extras(self) -> dict[str, Any]:
         return {"threshold": np.float64(self.model.threshold)}
@@ -190,21 +217,31 @@ class Results:
                 + sum(m["n"] for b in self.unlabelled.values() for m in b.values()))
 
 
+def group_block(pert: Perturbation, group: str) -> str:
+    """The table block of a group of sets under one perturbation, e.g. ``clean, wild/web``."""
+    return f"{pert.spec}, {group}"
+
+
 def evaluate(sets: SetScorer, test_sets: Sequence[TestSet], perturbations: Sequence[Perturbation],
-             output: EvalOutput, wild: Sequence[TestSet] = ()) -> Results:
-    """Every set under every perturbation (clean first); ``wild`` folders may lack labels."""
+             output: EvalOutput, wild: Sequence[TestSet] = (),
+             groups: Mapping[str, Sequence[TestSet]] | None = None) -> Results:
+    """Every set under every perturbation (clean first); ``wild`` folders may lack labels and
+    share the test sets' block; each of ``groups`` is a block (and an average) of its own."""
     results = Results({}, {})
     for pert in perturbations:
         results.blocks.setdefault(pert.spec, {})
         for ts in [*test_sets, *wild]:
-            _evaluate_set(sets, ts, ts in wild, pert, output, results)
+            _evaluate_set(sets, ts, ts in wild, pert, output, results, pert.spec)
+        for group, members in (groups or {}).items():
+            for ts in members:
+                _evaluate_set(sets, ts, False, pert, output, results, group_block(pert, group))
     return results
 
 
 def _evaluate_set(sets: SetScorer, ts: TestSet, is_wild: bool, pert: Perturbation,
-                  output: EvalOutput, results: Results) -> None:
+                  output: EvalOutput, results: Results, block: str) -> None:
     log = output.log
-    files = list_labelled(ts.path)
+    files = sets.list_files(ts.path)
     if files.paths and (files.unlabelled or files.ambiguous):
         log.warning("%s: %d files without a label folder and %d under both kinds left out",
                     ts.name, len(files.unlabelled), len(files.ambiguous))
@@ -219,7 +256,7 @@ def _evaluate_set(sets: SetScorer, ts: TestSet, is_wild: bool, pert: Perturbatio
     rule = sets.decision
     if labelled:
         m = detection_metrics(s.labels, rule.fake_score(s.scores), rule.predict_fake(s.scores))
-        results.blocks[pert.spec][ts.name] = m
+        results.blocks.setdefault(block, {})[ts.name] = m
         log.info("%-12s %-10s acc %.3f  %s %.3f  AUC %.3f", ts.display, pert.spec, m["acc"],
                  HEADERS[sets.official_ap], m[sets.official_ap], m["roc_auc"])
     else:  # an in-the-wild folder without labels: report what the detector says

@@ -9,8 +9,8 @@ transformer runs once over all tokens of the image (``PatchExtractor.image_featu
 equals one forward over all patches with memory bounded by ``batch_patches``.
 
 Features of whole test sets are cached on disk for the one-class stage (:class:`FeatureCache`):
-one ``.npz`` per (checkpoint hash, test set, perturbation, patch cap), reused only for exactly the
-same file list.
+one ``.npz`` per (checkpoint hash, test set, perturbation, patch cap, protocol), reused only for
+exactly the same file list.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sdaie.atomic import atomic_savez
+from sdaie.config import PROTOCOLS
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patches import grid_patches
 from sdaie.pixels import normalize
@@ -95,18 +96,25 @@ class Decision:
 class Tiling:
     """How an image becomes the patches a scorer sees: perturbation, then the evaluation grid.
 
-    Everything that decides which pixels reach the extractor lives here (a choice of crop and
-    resize protocol would be one more field). uint8 patches, a quarter of the memory of floats;
+    Everything that decides which pixels reach the extractor lives here. ``protocol`` "spec"
+    crops to multiples of the patch as the paper states and rounds resize sizes; "official" does
+    what the authors' code does (transposed, zero-padded centre crop; floored resize sizes; see
+    :func:`~sdaie.data.patches.grid_crop_box`). uint8 patches, a quarter of the memory of floats;
     the extractor normalises them chunk by chunk.
     """
 
     patch_size: int
     max_patches: int
     perturbation: Perturbation = CLEAN
+    protocol: str = "spec"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol={self.protocol!r}; valid: {list(PROTOCOLS)}")
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        return grid_patches(self.perturbation(img), size=self.patch_size, cap=self.max_patches,
-                            normalized=False)
+        return grid_patches(self.perturbation(img, self.protocol), size=self.patch_size,
+                            cap=self.max_patches, layout=self.protocol, normalized=False)
 
 
 @torch.no_grad()
@@ -247,14 +255,17 @@ def extract_features(extractor: nn.Module, paths: Sequence[Path], labels: Sequen
 
 
 class FeatureCache:
-    """``<dir>/<ckpt hash>/<set>__<perturbation>__cap<N>.npz``; no pickle (string arrays only)."""
+    """``<dir>/<ckpt hash>/<set>__<perturbation>__cap<N>[__official].npz``; no pickle (string
+    arrays only). The spec protocol's names carry no suffix (caches written before the protocol
+    existed stay valid)."""
 
-    def __init__(self, root: str | Path, checkpoint_hash: str):
+    def __init__(self, root: str | Path, checkpoint_hash: str, protocol: str = "spec"):
         self.dir = Path(root) / checkpoint_hash
+        self.suffix = "" if protocol == "spec" else f"__{protocol}"
 
     def path(self, set_name: str, perturbation: Perturbation, cap: int) -> Path:
         safe = set_name.replace("/", "_")
-        return self.dir / f"{safe}__{perturbation.tag}__cap{cap}.npz"
+        return self.dir / f"{safe}__{perturbation.tag}__cap{cap}{self.suffix}.npz"
 
     def load(self, set_name: str, perturbation: Perturbation, cap: int,
              expected_paths: Sequence[Path]) -> FeatureSet | None:

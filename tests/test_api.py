@@ -159,3 +159,29 @@ def test_import_sdaie_does_not_import_torch():
         import sdaie
 
         sdaie.NoSuchThing  # noqa: B018
+
+
+def test_protocol_and_perturbation_choices(kit, tmp_path):
+    from sdaie.data.official import BINARY_PATCH_CAP, ONE_CLASS_PATCH_CAP
+    from sdaie.data.transforms import parse_perturbation
+    from sdaie.scoring import Tiling
+
+    det = Detector.load(kit["bc"], device="cpu", protocol="official", perturbation="resize=0.5")
+    assert (det.protocol, det.perturbation.spec, det.max_patches) == (
+        "official", "resize=0.5", BINARY_PATCH_CAP)
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    scorer = det.scorer  # the row is the scorer on the official tiling of the perturbed image
+    ref = scorer(Tiling(PATCH, BINARY_PATCH_CAP, parse_perturbation("resize=0.5"), "official")(img))
+    assert det.score(img)["p_fake"] == pytest.approx(ref.p_fake, abs=1e-7)
+    assert Detector.load(kit["bc"], device="cpu").protocol == "spec"
+    # a one-class detector takes the protocol its GMM was fitted under, unless told otherwise
+    g = save_gmm(tmp_path / "g.npz", load_gmm(kit["gmm"])[0], checkpoint=str(kit["pretext"]),
+                 checkpoint_hash=file_hash(kit["pretext"]), protocol="official")
+    oc = Detector.load(gmm=g, device="cpu")
+    assert (oc.protocol, oc.max_patches) == ("official", ONE_CLASS_PATCH_CAP)
+    assert Detector.load(gmm=g, device="cpu", protocol="spec", max_patches=6).protocol == "spec"
+    for bad, match in (({"protocol": "paper"}, "protocol='paper'"),
+                       ({"perturbation": "jpeg=0"}, "JPEG quality"),
+                       ({"protocol": "official", "max_patches": 6}, "max_patches=6")):
+        with pytest.raises(SetupError, match=match):
+            Detector.load(kit["bc"], device="cpu", **bad)

@@ -18,7 +18,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from sdaie.config import Config
-from sdaie.data.testsets import TestSet, discover_sets
+from sdaie.data.official import binary_set_files
+from sdaie.data.testsets import LabelledFiles, TestSet, discover_sets, list_labelled
 from sdaie.data.transforms import CLEAN, parse_perturbation
 from sdaie.evaluation import EvalOutput, SetScores, evaluate, write_results
 from sdaie.scoring import Decision
@@ -38,10 +39,14 @@ class StubSets:
     official_ap: ClassVar[str] = "ap_fake_pos"
     score_name: ClassVar[str] = "p_fake"
     calls: list = field(default_factory=list)
+    protocol: str = "spec"
 
     @property
     def decision(self) -> Decision:
         return Decision(self.threshold, self.fake_when_higher)
+
+    def list_files(self, root: Path) -> LabelledFiles:
+        return binary_set_files(root) if self.protocol == "official" else list_labelled(root)
 
     def extras(self) -> dict[str, Any]:
         return {"threshold": np.float64(self.threshold)}

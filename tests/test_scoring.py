@@ -143,3 +143,49 @@ def test_score_files_keeps_positions_and_reports_or_raises(tmp_path, extractor):
     with pytest.raises(ImageLoadError) as info:
         score_files(FeatureScorer(extractor), files, Tiling(16, 100), strict=True, progress=False)
     assert info.value.path == str(bad)
+
+
+def _their_patches(img: Image.Image, size: int, cap: int) -> torch.Tensor:
+    """The authors' _adaptivepatch, re-stated with torchvision as their code calls it."""
+    import torchvision.transforms as T
+
+    w, h = img.size
+    if min(w, h) < size:
+        img = T.Resize((size, size))(img)
+    else:
+        img = T.CenterCrop((w // size * size, h // size * size))(img)  # (w, h) read as (h, w)
+    x = T.Normalize(mean=[0.48145466, 0.4578275, 0.40821073],
+                    std=[0.26862954, 0.26130258, 0.27577711])(T.ToTensor()(img))
+    p = x.unfold(1, size, size).unfold(2, size, size)
+    n = p.shape[1] * p.shape[2]
+    return p.contiguous().view(3, n, size, size).permute(1, 0, 2, 3)[:cap]
+
+
+@pytest.mark.parametrize("wh", [(333, 250), (517, 271), (97, 131), (131, 97), (40, 30),
+                                (63, 200), (64, 64), (129, 65), (130, 127), (127, 130),
+                                (261, 255)])
+@pytest.mark.parametrize("pert", ["none", "resize=0.5"])
+def test_official_tiling_is_their_crop_and_resize(wh, pert):
+    import torchvision.transforms as T
+
+    from sdaie.pixels import normalize
+
+    img = _noise(sum(wh), wh[1], wh[0])
+    src = img
+    if pert != "none":  # their resize perturbation, sizes floored
+        src = T.Resize((int(img.height * 0.5), int(img.width * 0.5)))(img)
+    ref = _their_patches(src, 64, 40000)
+    got = normalize(Tiling(64, 40000, parse_perturbation(pert), "official")(img))
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)  # the same float32 steps
+    spec = normalize(Tiling(64, 40000, parse_perturbation(pert))(img))
+    if wh[0] != wh[1] and min(src.size) >= 64 and src.size[0] // 64 != src.size[1] // 64:
+        assert spec.shape != ref.shape or not torch.allclose(spec, ref)
+
+
+def test_official_protocol_is_checked_and_keys_its_own_cache(tmp_path):
+    with pytest.raises(ValueError, match="protocol"):
+        Tiling(16, 10, CLEAN, "paper")
+    spec, off = FeatureCache(tmp_path, "h"), FeatureCache(tmp_path, "h", "official")
+    assert spec.path("progan", CLEAN, 20000).name == "progan__clean__cap20000.npz"
+    assert off.path("progan", CLEAN, 20000).name == "progan__clean__cap20000__official.npz"

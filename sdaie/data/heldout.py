@@ -13,7 +13,6 @@ from torch.utils.data import Dataset
 
 from sdaie.data.imageio import ImageLoadError
 from sdaie.data.pairs import PairDataset
-from sdaie.data.patches import random_patches
 from sdaie.seeding import Stream, derive_seed
 
 
@@ -25,24 +24,22 @@ class HeldOutPhotos(Dataset):
     """
 
     def __init__(self, pairs: PairDataset, seed: int):
+        self.pairs = pairs
         self.index, self.ids, self.labels = pairs.index, pairs.ids, pairs.labels
-        self.n_patches, self.patch_size, self.source = pairs.n_patches, pairs.patch_size, pairs.source
+        self.n_patches, self.patch_size = pairs.n_patches, pairs.patch_size
         self.seed = seed
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _pixels(self, i: int) -> Any:
-        return self.source.pixels(i)  # the training photos' source
-
     def __getitem__(self, q: int) -> tuple[Any, ...]:
         i = int(self.ids[q])
         try:
-            px = self._pixels(i)
+            px = self.pairs.pixels(i)
         except ImageLoadError as exc:
             blank = torch.zeros(self.n_patches, 3, self.patch_size, self.patch_size)
             return blank, self.labels[i], q, False, [{"path": str(self.index.image_path(i)),
                                                       "reason": str(exc)}]
         gen = torch.Generator().manual_seed(derive_seed(self.seed, Stream.HELDOUT_PATCHES, q))
-        patches = random_patches(px, n=self.n_patches, size=self.patch_size, generator=gen)
+        patches = self.pairs.draw(px, gen)
         return patches, self.labels[i], q, True, []

@@ -23,7 +23,6 @@ from torch.utils.data import Dataset, Sampler
 
 from sdaie.config import ConfigError, HeadConfig
 from sdaie.data.imageio import ImageLoadError
-from sdaie.data.patches import random_patches
 from sdaie.data.sources import make_source
 from sdaie.seeding import Stream, derive_seed
 
@@ -124,12 +123,18 @@ class PairBatchSampler(Sampler[list[tuple[int, int, int]]]):
         self.step = int(state["step"])
 
 
+def photos_with_all_tags(labels: np.ndarray) -> np.ndarray:
+    """Indices of the photos whose label row has no missing value (``data.require_all_tags``)."""
+    return np.flatnonzero(~np.isnan(labels).any(axis=1))
+
+
 class PairDataset(Dataset):
     """``(patches1, patches2, labels1, labels2, skipped)`` for an item ``(q1, q2, seed)``.
 
     Positions index ``ids`` (the photos of one split). The pixels come from the data source
-    ``source`` (``data.source``: the whole photo or the index's crops) decoded by ``decoder``
-    (``data.decoder``); see :mod:`sdaie.data.sources`.
+    ``source`` (``data.source``: the whole photo, the index's crops or the authors' tensors)
+    decoded by ``decoder`` (``data.decoder``), and the source cuts the patches; see
+    :mod:`sdaie.data.sources`.
     """
 
     def __init__(self, index: PhotoIndexLike, ids: Sequence[int], n_patches: int = 16,
@@ -138,13 +143,18 @@ class PairDataset(Dataset):
         self.ids = np.asarray(ids, dtype=np.int64)
         self.labels = index.labels_tensor().float()
         self.n_patches, self.patch_size = n_patches, patch_size
-        self.source = make_source(source, index, decoder)
+        self.source = make_source(source, index, decoder, patch_size)
         self._bad: set[int] = set()  # unreadable in this process: reported once, not re-decoded
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _pixels(self, i: int) -> Any:
+    def draw(self, pixels: Any, generator: torch.Generator) -> torch.Tensor:
+        """The ``n_patches`` random patches of one photo's pixels (from :meth:`pixels`)."""
+        return self.source.draw(pixels, self.n_patches, self.patch_size, generator)
+
+    def pixels(self, i: int) -> Any:
+        """Photo ``i``'s pixels from the data source (ImageLoadError if unusable)."""
         return self.source.pixels(i)
 
     def _load(self, q: int, avoid: int, skipped: list[dict]) -> tuple[int, Any]:
@@ -154,7 +164,7 @@ class PairDataset(Dataset):
             if i == avoid or i in self._bad:
                 continue
             try:
-                return i, self._pixels(i)
+                return i, self.pixels(i)
             except ImageLoadError as exc:
                 self._bad.add(i)
                 skipped.append({"path": str(self.index.image_path(i)), "reason": str(exc)})
@@ -166,7 +176,6 @@ class PairDataset(Dataset):
         i1, px1 = self._load(q1, -1, skipped)
         i2, px2 = self._load(q2, i1, skipped)
         gen = torch.Generator().manual_seed(seed)
-        p1 = random_patches(px1, n=self.n_patches, size=self.patch_size, generator=gen)
-        p2 = random_patches(px2, n=self.n_patches, size=self.patch_size, generator=gen)
+        p1, p2 = self.draw(px1, gen), self.draw(px2, gen)
         return p1, p2, self.labels[i1], self.labels[i2], skipped
 

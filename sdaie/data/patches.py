@@ -104,7 +104,8 @@ def grid_patches(img: Image.Image, size: int = PATCH, cap: int = GRID_CAP,
         arr = _resize_square(np.ascontiguousarray(arr), size)
     else:
         top, left, ch, cw = grid_crop_box(w, h, size, layout)
-        if top < 0 or left < 0:  # "official" layout: zero padding where the crop leaves the image
+        if ch > h or cw > w:  # "official" layout: zero padding where the crop leaves the image
+            # (an excess of one pixel pads only the bottom/right side, so top/left can be 0)
             canvas = np.zeros((ch, cw, 3), dtype=np.uint8)
             src = arr[max(top, 0):max(top, 0) + ch, max(left, 0):max(left, 0) + cw]
             canvas[max(-top, 0):max(-top, 0) + src.shape[0], max(-left, 0):max(-left, 0) + src.shape[1]] = src

@@ -9,13 +9,16 @@ run, made by one config key, never by the way the index happened to be built:
   vignetting and lens aberrations carry focal length and aperture. No extra disk.
 - ``shards``: the index's native-resolution centre crops (``sdaie index --crops 512``),
   memory-mapped: fast, but on a 4000x3000 photo the 512x512 centre is 2 % of the frame, and the
-  edges are never seen. 786 KB of extra disk per photo. A photo smaller than the crop has no
+  edges are never seen. 768 KB of extra disk per photo. A photo smaller than the crop has no
   crop and is decoded whole. An index without crops is refused.
+- ``authors``: the authors' own training data, preprocessed 256-px tensors (``pkl_256``, whose
+  preparation is not published) indexed by ``sdaie import-authors``; 16 crops drawn as their
+  ``RandomCrop(64)`` draws them (:mod:`sdaie.data.authors`).
 
-The authors' code draws the patches from preprocessed 256-px tensors (``pkl_256``) whose
-preparation is not published; a source for them belongs in :data:`SOURCES` (a reader of that
-format is issue 17's). ``docs/gpu-nodes.md`` states each source's deviation from the paper's
-text and the authors' code, its disk size and its measured loader rate.
+A source gives a photo's pixels (:meth:`Source.pixels`) and cuts its patches
+(:meth:`Source.draw`); a new one is a subclass registered in :data:`SOURCES`.
+``docs/gpu-nodes.md`` states each source's deviation from the paper's text and the authors'
+code, its disk size and its measured loader rate.
 
 Decoders (``photo`` and the whole-photo fallback of ``shards``): ``pil`` is the reference,
 :func:`~sdaie.data.imageio.load_image`, as every other stage decodes. ``torchvision`` decodes
@@ -39,8 +42,12 @@ from typing import Any, Callable, ClassVar, Protocol
 import numpy as np
 from PIL import Image
 
+import torch
+
 from sdaie.config import ConfigError
+from sdaie.data.authors import AuthorsTensors
 from sdaie.data.imageio import ImageLoadError, check_size, load_image
+from sdaie.data.patches import random_patches
 
 Pixels = Any  # an RGB PIL image or an HxWx3 uint8 array (both accepted by random_patches)
 
@@ -82,7 +89,6 @@ def decode_torchvision(path: str | Path) -> Pixels:
     if _jpeg_header_mode(data) not in ("RGB", "L"):
         return load_image(path)
     # here: torchvision costs start-up time and only this decoder needs it
-    import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
     try:
@@ -119,18 +125,23 @@ def get_decoder(name: str) -> Callable[[str | Path], Pixels]:
 
 
 class Source:
-    """Pixels of photo ``i`` of an index, from which random patches are cut."""
+    """Pixels of photo ``i`` of an index, and the random patches cut from them."""
 
     name: ClassVar[str]
 
-    def __init__(self, index: IndexPixels, decoder: str = "pil") -> None:
+    def __init__(self, index: IndexPixels, decoder: str = "pil", patch_size: int = 64) -> None:
         self.index = index
         self.decoder = decoder
         self.decode = get_decoder(decoder)
+        self.patch_size = patch_size
 
     def pixels(self, i: int) -> Pixels:
         """Raises :class:`~sdaie.data.imageio.ImageLoadError` for an unusable photo."""
         raise NotImplementedError
+
+    def draw(self, pixels: Pixels, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` normalised ``size x size`` patches at uniform random positions."""
+        return random_patches(pixels, n=n, size=size, generator=generator)
 
 
 class PhotoSource(Source):
@@ -147,8 +158,8 @@ class ShardSource(Source):
 
     name = "shards"
 
-    def __init__(self, index: IndexPixels, decoder: str = "pil") -> None:
-        super().__init__(index, decoder)
+    def __init__(self, index: IndexPixels, decoder: str = "pil", patch_size: int = 64) -> None:
+        super().__init__(index, decoder, patch_size)
         if not getattr(index, "crop_size", None):
             raise ConfigError("data.source=shards: this index holds no crops; rebuild it with "
                               "`sdaie index PHOTOS --out IDX --crops 512` or use data.source=photo")
@@ -160,13 +171,42 @@ class ShardSource(Source):
         return self.decode(self.index.image_path(i))
 
 
-SOURCES: dict[str, type[Source]] = {"photo": PhotoSource, "shards": ShardSource}
+class AuthorsSource(Source):
+    """The authors' stored ``3 x H x W`` uint8 tensors, cut as their ``RandomCrop(64)`` cuts."""
+
+    name = "authors"
+
+    def __init__(self, index: IndexPixels, decoder: str = "pil", patch_size: int = 64) -> None:
+        super().__init__(index, decoder, patch_size)
+        self.tensors = AuthorsTensors(patch_size)
+
+    def pixels(self, i: int) -> Pixels:
+        return self.tensors.load(self.index.image_path(i))
+
+    def draw(self, pixels: Pixels, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+        return self.tensors.crops(pixels, n, size, generator)
 
 
-def make_source(name: str, index: IndexPixels, decoder: str = "pil") -> Source:
+SOURCES: dict[str, type[Source]] = {"photo": PhotoSource, "shards": ShardSource,
+                                    "authors": AuthorsSource}
+
+
+def make_source(name: str, index: IndexPixels, decoder: str = "pil",
+                patch_size: int = 64) -> Source:
     """The source ``name`` of :data:`SOURCES` over ``index``; a clear error for an unknown name."""
     try:
         cls = SOURCES[name]
     except KeyError:
         raise ConfigError(f"data.source={name!r}; valid: {sorted(SOURCES)}") from None
-    return cls(index, decoder)
+    return cls(index, decoder, patch_size)
+
+
+def check_source_fits_index(source: str, authors_index: bool, index_dir: str) -> None:
+    """An index of the authors' tensors (``sdaie import-authors``) holds no photos, and an index of
+    photos no tensors: the source must say which, and a mismatch is named, not guessed around."""
+    if authors_index and source != "authors":
+        raise ConfigError(f"{index_dir} indexes the authors' pkl_256 tensors (sdaie import-authors): "
+                          f"set data.source=authors (data.source={source} reads photos)")
+    if source == "authors" and not authors_index:
+        raise ConfigError(f"data.source=authors reads an index written by `sdaie import-authors`; "
+                          f"{index_dir} indexes photos (data.source=photo or shards)")

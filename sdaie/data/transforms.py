@@ -121,13 +121,25 @@ def jpeg_compress(img: Image.Image, quality: int) -> Image.Image:
         return out.convert("RGB")
 
 
-def resize_by(img: Image.Image, scale: float) -> Image.Image:
-    """Scale both sides by ``scale`` (rounded, at least 1 pixel), bilinear."""
+def resized_size(width: int, height: int, scale: float, protocol: str = "spec") -> tuple[int, int]:
+    """(width, height) after scaling both sides by ``scale``, at least 1 pixel each.
+
+    ``spec`` rounds to the nearest pixel; ``official`` floors, as the authors' evaluation does
+    (``Resize((int(h * s), int(w * s)))``): a 333 x 251 image becomes 166 x 125 there, 166 x 126
+    here. (Their code would fail on a side that floors to 0; here it stays 1 pixel.)
+    """
     if scale <= 0:
         raise ValueError(f"resize scale must be > 0, got {scale}")
-    w, h = img.size
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return img.resize(size, Image.BILINEAR)
+    if protocol == "official":
+        return max(1, int(width * scale)), max(1, int(height * scale))
+    if protocol != "spec":
+        raise ValueError(f"protocol={protocol!r}; valid: spec, official")
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize_by(img: Image.Image, scale: float, protocol: str = "spec") -> Image.Image:
+    """Scale both sides by ``scale`` (sizes per :func:`resized_size`), bilinear."""
+    return img.resize(resized_size(*img.size, scale, protocol), Image.BILINEAR)
 
 
 def ensure_min_side(img: Image.Image, size: int = 64) -> Image.Image:
@@ -163,14 +175,16 @@ class Perturbation:
             return "clean"
         return f"{self.kind}={int(self.value) if self.kind == 'jpeg' else self.value:g}"
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def __call__(self, img: Image.Image, protocol: str = "spec") -> Image.Image:
+        """The perturbed image; ``protocol`` only changes the resize rounding (JPEG and blur are
+        the same steps in both)."""
         if self.kind == "none":
             return img
         if self.kind == "jpeg":
             return jpeg_compress(img, int(self.value))
         if self.kind == "blur":
             return gaussian_blur(img, self.value)
-        return resize_by(img, self.value)
+        return resize_by(img, self.value, protocol)
 
 
 CLEAN = Perturbation("none")
@@ -258,5 +272,5 @@ def augment(img: Image.Image, cfg: AugmentConfig, rng: random.Random) -> Image.I
 __all__ = [
     "AugmentConfig", "CLEAN", "GAUSSIAN_TRUNCATE", "Perturbation", "augment", "ensure_min_side",
     "gaussian_blur", "gaussian_blur_array", "gaussian_kernel1d", "jpeg_compress",
-    "parse_perturbation", "perturbation_list", "reflect_indices", "resize_by",
+    "parse_perturbation", "perturbation_list", "reflect_indices", "resize_by", "resized_size",
 ]

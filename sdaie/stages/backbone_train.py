@@ -29,23 +29,39 @@ from torch.utils.data import DataLoader
 
 from sdaie.config import Config, head_names
 from sdaie.data.loading import seeded_loader
-from sdaie.data.pairs import PairBatchSampler, PairDataset, check_index_schema, split_by_photo
+from sdaie.data.pairs import (PairBatchSampler, PairDataset, check_index_schema,
+                              photos_with_all_tags, split_by_photo)
+from sdaie.data.sources import check_source_fits_index
 from sdaie.engine.checkpointing import check_resumable, check_same_stream
 from sdaie.engine.runlog import write_json
 from sdaie.engine.schedule import Schedule
 from sdaie.engine.task import Interval, RunContext, StepOutput, TrainingTask
 from sdaie.engine.trainer import run_training
 from sdaie.engine.validation import validate_heldout
+from sdaie.exif.authors import is_tensor_index
 from sdaie.exif.index import load_index
 from sdaie.metrics import PretextMetrics, pretext_counts
 from sdaie.models import PretextModel
-from sdaie.models.losses import pretext_loss
+from sdaie.models.losses import pretext_loss, resolve_rank_loss
 from sdaie.stages.common import run_stage, stage_parser
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     return stage_parser("backbone_train", "Pretext (EXIF) training of the SDAIE extractor.",
                         resume=True)
+
+
+def photo_split(labels, cfg: Config) -> tuple:
+    """(train ids, held-out ids) of the index's photos; with ``data.require_all_tags`` only
+    among the photos that have every head's label."""
+    if not cfg.data.require_all_tags:
+        return split_by_photo(len(labels), cfg.data.val_fraction, cfg.run.seed)
+    complete = photos_with_all_tags(labels)
+    if len(complete) < 2:
+        raise SystemExit(f"data.require_all_tags: {len(complete)} of {len(labels)} photos of the "
+                          "index have every head's label; at least 2 are needed")
+    train, val = split_by_photo(len(complete), cfg.data.val_fraction, cfg.run.seed)
+    return complete[train], complete[val]
 
 
 class PretextTask(TrainingTask):
@@ -57,10 +73,14 @@ class PretextTask(TrainingTask):
         self.run, cfg = run, run.cfg
         self.cfg, self.pc, self.heads = cfg, cfg.pretext, cfg.schema.heads
         self.names = head_names(self.heads)
+        try:
+            self.rank_loss = resolve_rank_loss(self.pc.rank_loss)
+        except ValueError as exc:
+            raise SystemExit(f"pretext.{exc}") from None
         index = load_index(cfg.data.index)
         check_index_schema(index.vocab, self.heads)
-        self.train_ids, self.val_ids = split_by_photo(len(index.records), cfg.data.val_fraction,
-                                                      cfg.run.seed)
+        self.train_ids, self.val_ids = photo_split(index.labels_array(), cfg)
+        check_source_fits_index(cfg.data.source, is_tensor_index(cfg.data.index), cfg.data.index)
         mk = dict(n_patches=cfg.data.patches, patch_size=cfg.model.patch_size,
                   source=cfg.data.source, decoder=cfg.data.decoder)
         self.train_set = PairDataset(index, self.train_ids, **mk)
@@ -109,7 +129,7 @@ class PretextTask(TrainingTask):
     def loss(self, outputs: tuple[list, list], batch: Sequence[torch.Tensor]) -> StepOutput:
         out1, out2 = [o.float() for o in outputs[0]], [o.float() for o in outputs[1]]
         y1, y2 = batch[2], batch[3]
-        total, per_head = pretext_loss(out1, out2, y1, y2, self.heads, rank_loss=self.pc.rank_loss)
+        total, per_head = pretext_loss(out1, out2, y1, y2, self.heads, rank_loss=self.rank_loss)
         return StepOutput(total, per_head, {"heads": pretext_counts(out1, out2, y1, y2, self.heads)})
 
     def log_row(self, iv: Interval) -> tuple[dict[str, Any], str]:

@@ -9,6 +9,11 @@ under ``oneclass.cache_dir`` (default ``<out_dir>/cache``). The mixture is fitte
 training folders (first ``per_dir`` files of each after a seeded shuffle) and saved as ``gmm.npz``.
 An image is predicted real iff its log-likelihood exceeds the training quantile threshold.
 
+``oneclass.protocol``: ``spec`` (default) follows the paper as written; ``official`` repeats the
+authors' steps (:mod:`sdaie.data.official`): training images per folder in ``os.walk`` order,
+shuffled with ``random.seed(42)``, first ``per_dir``; test images and labels by their path tests;
+transposed zero-padded centre crop and floored resize sizes; the 20000-patch cap.
+
 Writes: ``oc_metrics.csv`` / ``oc_metrics.md`` (one block per perturbation; AP with real as
 positive is the official figure), ``scores/<perturbation>/<set>.npz`` (per-image log-likelihood,
 label, path), ``gmm.npz``, ``skipped.jsonl``, ``summary.json``, ``config.yaml``, ``environment.json``.
@@ -22,12 +27,14 @@ import random
 from pathlib import Path
 from typing import Any
 
-from sdaie.config import Config, OneClassConfig, to_dict
+from sdaie.config import PROTOCOLS, Config, OneClassConfig, to_dict
+from sdaie.data import official
 from sdaie.data.imageio import list_images
-from sdaie.data.testsets import discover_sets
+from sdaie.data.testsets import TestSet, discover_sets
 from sdaie.data.transforms import CLEAN, perturbation_list
 from sdaie.device import resolve_device
-from sdaie.evaluation import CachedFeatures, EvalOutput, OneClassSets, evaluate, write_results
+from sdaie.evaluation import (PROTOCOL_NOTES, CachedFeatures, EvalOutput, OneClassSets, evaluate,
+                              write_results)
 from sdaie.hashing import file_hash
 from sdaie.models import load_extractor
 from sdaie.oneclass.gmm import OneClassGMM, fit_one_class, save_gmm
@@ -40,8 +47,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     return stage_parser("oc_main", "One-class (GMM) detector on pretext features.")
 
 
-def training_files(dirs: list[str], per_dir: int, seed: int) -> list[Path]:
-    """Per folder: images listed recursively (sorted), shuffled with ``seed``, first ``per_dir``."""
+def training_files(dirs: list[str], per_dir: int, seed: int, protocol: str = "spec") -> list[Path]:
+    """Per folder: images listed recursively (sorted), shuffled with ``seed``, first ``per_dir``.
+
+    ``official``: every file in ``os.walk`` order instead of the sorted images (their code).
+    """
+    if protocol == "official":
+        return official.training_files(dirs, per_dir, seed)
     out: list[Path] = []
     for d in dirs:
         files = list_images(d)
@@ -55,7 +67,7 @@ def training_files(dirs: list[str], per_dir: int, seed: int) -> list[Path]:
 def fit_gmm(oc: OneClassConfig, features: CachedFeatures, output: EvalOutput,
             ckpt_hash: str) -> tuple[OneClassGMM, int]:
     """Fit the mixture on the training folders' features, save ``gmm.npz``; (model, n images)."""
-    paths = training_files(oc.train_dirs, oc.per_dir, oc.shuffle_seed)
+    paths = training_files(oc.train_dirs, oc.per_dir, oc.shuffle_seed, oc.protocol)
     train = features("_train", paths, [0] * len(paths), CLEAN)
     output.report_skipped("_train", CLEAN, train.skipped)
     if len(train.paths) < max(oc.components, 2):
@@ -68,10 +80,29 @@ def fit_gmm(oc: OneClassConfig, features: CachedFeatures, output: EvalOutput,
                           oc.random_state, oc.quantile)
     save_gmm(output.out / "gmm.npz", model, checkpoint=str(oc.checkpoint),
              checkpoint_hash=ckpt_hash, train_dirs=list(oc.train_dirs), n_train=len(train.paths),
-             max_patches=oc.max_patches, patch_size=features.extractor.patch_size)
+             max_patches=oc.max_patches, patch_size=features.extractor.patch_size,
+             protocol=oc.protocol)
     output.log.info("threshold %.4f (training log-likelihood quantile %.3f)", model.threshold,
                     oc.quantile)
     return model, len(train.paths)
+
+
+def check_protocol(oc: OneClassConfig) -> None:
+    """The protocol's name, and under ``official`` the official patch cap; exits otherwise."""
+    if oc.protocol not in PROTOCOLS:
+        raise SystemExit(f"oneclass.protocol={oc.protocol!r}; valid: {list(PROTOCOLS)}")
+    if oc.protocol == "official":
+        problem = official.check_patch_cap("oneclass.max_patches", oc.max_patches,
+                                           official.ONE_CLASS_PATCH_CAP)
+        if problem:
+            raise SystemExit(problem)
+
+
+def evaluation_sets(oc: OneClassConfig) -> list[TestSet]:
+    """spec: sets with label folders (or ``oneclass.sets``); official: every sub-folder."""
+    if oc.protocol == "official":
+        return official.sub_folder_sets(oc.test_root, oc.sets)
+    return discover_sets(oc.test_root, oc.sets)
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -81,30 +112,31 @@ def run(cfg: Config) -> dict[str, Any]:
             raise SystemExit(f"oneclass.{key} is not set")
     if not oc.train_dirs:
         raise SystemExit("oneclass.train_dirs is empty: give real-only folders to fit the GMM on")
+    check_protocol(oc)
+    test_sets = evaluation_sets(oc)  # before any model is loaded
     output = EvalOutput(cfg.run.out_dir, "oc_main")
     device = resolve_device(cfg.run.device)
     seed_all(cfg.run.seed)
     extractor = load_extractor(oc.checkpoint, map_location=device).eval()
     ckpt_hash = file_hash(oc.checkpoint)
-    cache = FeatureCache(oc.cache_dir or output.out / "cache", ckpt_hash)
+    cache = FeatureCache(oc.cache_dir or output.out / "cache", ckpt_hash, oc.protocol)
     features = CachedFeatures(extractor, cache, oc.max_patches, oc.batch_patches, device,
-                              cfg.run.strict, output.log)
+                              cfg.run.strict, output.log, oc.protocol)
     env = output.begin(cfg, checkpoint=str(oc.checkpoint), checkpoint_sha256_16=ckpt_hash)
     model, n_train = fit_gmm(oc, features, output, ckpt_hash)
     sets = OneClassSets(features, model)
-    results = evaluate(sets, discover_sets(oc.test_root, oc.sets),
-                       perturbation_list(oc.perturbations), output)
+    results = evaluate(sets, test_sets, perturbation_list(oc.perturbations), output)
     if not results.n_scored:
         raise SystemExit(f"no usable labelled test image under {oc.test_root!r} "
                          f"(reasons in {output.skipped_log})")
-    notes = [f"checkpoint: {oc.checkpoint} (sha256 {ckpt_hash})",
+    notes = [f"checkpoint: {oc.checkpoint} (sha256 {ckpt_hash})", PROTOCOL_NOTES[oc.protocol],
              f"GMM: {oc.components} components, {oc.covariance_type} covariance, fitted on "
              f"{n_train} real images; threshold = training log-likelihood at the "
              f"{oc.quantile:g} quantile ({model.threshold:.4f}); real iff log p > threshold",
              "AP (real+): real images positive, ranked by log-likelihood (official convention); "
              "AP (fake+) and ROC-AUC rank by minus log-likelihood"]
     summary = {"stage": "oc_main", "checkpoint": str(oc.checkpoint), "checkpoint_hash": ckpt_hash,
-               "train_images": n_train, "threshold": model.threshold,
+               "protocol": oc.protocol, "train_images": n_train, "threshold": model.threshold,
                "gmm": str(output.out / "gmm.npz"), "results": results.blocks,
                "time_s": output.timer.elapsed(), "config": to_dict(cfg), "environment": env}
     return write_results(output, sets, results, notes, summary)

@@ -15,8 +15,9 @@ from PIL import Image
 from sdaie.config import ConfigError
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.pairs import PairDataset
-from sdaie.data.sources import (DECODERS, SOURCES, PhotoSource, ShardSource, decode_torchvision,
-                                make_source)
+from sdaie.data.sources import (DECODERS, SOURCES, PhotoSource, ShardSource,
+                                check_source_fits_index, decode_torchvision, make_source)
+from sdaie.pixels import normalize
 from support.odd_inputs import make_odd_inputs
 
 PHOTOS = Path(__file__).resolve().parents[1] / "fixtures" / "photos"
@@ -108,15 +109,40 @@ def test_the_source_not_the_index_decides_where_patches_come_from(tmp_path):
 
 def test_sources_and_decoders_are_chosen_by_name_with_clear_errors(tmp_path):
     index = Index(tmp_path)
-    assert isinstance(make_source("photo", index), PhotoSource) and set(SOURCES) == {"photo", "shards"}
+    assert isinstance(make_source("photo", index), PhotoSource)
+    assert set(SOURCES) == {"photo", "shards", "authors"}
     assert isinstance(make_source("shards", index, "torchvision"), ShardSource)
     assert set(DECODERS) == {"pil", "torchvision"}
-    with pytest.raises(ConfigError, match=r"data.source='pkl'; valid: \['photo', 'shards'\]"):
+    with pytest.raises(ConfigError, match=r"data.source='pkl'; valid: \['authors', 'photo', 'shards'\]"):
         make_source("pkl", index)
     with pytest.raises(ConfigError, match=r"data.decoder='nvjpeg'; valid"):
         make_source("photo", index, "nvjpeg")
     with pytest.raises(ConfigError, match=r"holds no crops.*--crops 512.*data.source=photo"):
         make_source("shards", Index(tmp_path, crops=False))
+
+
+def test_an_index_of_the_authors_tensors_needs_the_authors_source_and_only_it():
+    check_source_fits_index("authors", True, "idx")
+    check_source_fits_index("shards", False, "idx")
+    with pytest.raises(ConfigError, match=r"idx indexes the authors' pkl_256 tensors.*data.source=authors"):
+        check_source_fits_index("photo", True, "idx")
+    with pytest.raises(ConfigError, match=r"sdaie import-authors.*idx indexes photos"):
+        check_source_fits_index("authors", False, "idx")
+
+
+def test_the_authors_source_cuts_their_tensors_as_their_random_crop(tmp_path):
+    t = torch.randint(0, 256, (3, 80, 90), dtype=torch.uint8)
+    torch.save(t, tmp_path / "a.pkl")
+    index = Index(tmp_path)
+    index.image_path = lambda i: tmp_path / "a.pkl"
+    source = make_source("authors", index, patch_size=64)
+    gen = torch.Generator().manual_seed(3)
+    patches = source.draw(source.pixels(0), 2, 64, gen)
+    ref = torch.Generator().manual_seed(3)
+    for p in patches:  # per crop a top, then a left position (torchvision's RandomCrop)
+        top = int(torch.randint(0, 80 - 64 + 1, (1,), generator=ref))
+        left = int(torch.randint(0, 90 - 64 + 1, (1,), generator=ref))
+        assert torch.equal(p, normalize(t[:, top:top + 64, left:left + 64].unsqueeze(0))[0])
 
 
 def test_shards_fall_back_to_the_whole_photo_when_it_had_no_crop(tmp_path):

@@ -102,3 +102,31 @@ def test_augment_follows_its_probabilities_and_seed():
                      random.Random(i)).size[0] for i in range(60)}
     assert sides == {64, 65, 66}
 
+
+
+@pytest.mark.parametrize("size", [(333, 251), (517, 271), (97, 131), (65, 3), (3, 1)])
+def test_official_resize_floors_like_their_torchvision_call(size):
+    """Their step: torchvision Resize((int(height * 0.5), int(width * 0.5))) on the PIL image."""
+    import torchvision
+
+    w, h = size
+    img = Image.fromarray(np.random.default_rng(w * h).integers(0, 256, (h, w, 3), dtype=np.uint8))
+    pert = parse_perturbation("resize=0.5")
+    if int(h * 0.5) >= 1 and int(w * 0.5) >= 1:
+        theirs = torchvision.transforms.Resize((int(img.height * 0.5), int(img.width * 0.5)))(img)
+        assert np.array_equal(np.asarray(pert(img, "official")), np.asarray(theirs))
+    else:  # a side that floors to 0 stops their code; here it stays one pixel
+        assert min(pert(img, "official").size) == 1
+    spec = pert(img)
+    assert spec.size == (max(1, round(w / 2)), max(1, round(h / 2)))
+    if (w % 2 and round(w / 2) != w // 2) or (h % 2 and round(h / 2) != h // 2):
+        assert spec.size != pert(img, "official").size  # 333 x 251 -> 166 x 126 vs 166 x 125
+
+
+def test_jpeg_and_blur_do_not_depend_on_the_protocol():
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    for spec in ("jpeg=95", "blur=1.0", "none"):
+        p = parse_perturbation(spec)
+        assert p(img, "official").tobytes() == p(img, "spec").tobytes()
+    with pytest.raises(ValueError, match="protocol"):
+        resize_by(img, 0.5, "paper")

@@ -97,3 +97,55 @@ def test_binary_loss_is_ce_plus_alpha_sum_of_mse():
     torch.testing.assert_close(total, F.cross_entropy(logits, target) + 0.05 * reg)
     torch.testing.assert_close(parts["reg"], reg)
     assert set(parts) == {"ce", "reg", "mse_f1", "mse_f2", "mse_f3", "mse_f4", "mse_f5"}
+
+
+# --- the authors' float32 BCELoss (pretext.rank_loss: official) ------------------------------
+
+
+def _official_restated(d: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Their step: p = 0.5 (1 + erf(d / sqrt(2))) in float32, then nn.BCELoss on [B, 1]."""
+    constant = torch.sqrt(torch.Tensor([2.0]))
+    p = 0.5 * (1 + torch.erf(d.unsqueeze(1) / constant))
+    return torch.nn.BCELoss()(p, t.unsqueeze(1))
+
+
+def test_official_rank_loss_is_their_float32_bce_value_and_gradient():
+    gaps = torch.tensor([-6.0, -3.0, -0.5, 0.0, 0.7, 2.5, 4.0, 5.3, 5.5, 7.0])
+    t = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    ours_d, ref_d = gaps.clone().requires_grad_(), gaps.clone().requires_grad_()
+    ours = rank_loss_term(ours_d, torch.zeros(10), t, 1 - t, kind="official")  # y1 >= y2 <=> t
+    ref = _official_restated(ref_d, t)
+    ours.backward()
+    ref.backward()
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(ours_d.grad, ref_d.grad)
+
+
+def test_official_rank_loss_saturates_where_the_exact_one_does_not():
+    """Misranked pairs (target 0): float32 Phi is exactly 1 from a gap of 5.35 on."""
+    t = torch.zeros(1)
+    for gap, official_value in ((5.3, None), (5.35, 100.0), (5.5, 100.0), (8.0, 100.0)):
+        d = torch.tensor([gap], requires_grad=True)
+        loss = rank_loss_term(d, torch.zeros(1), t, torch.ones(1), kind="official")
+        exact = rank_loss_term(torch.tensor([gap], dtype=torch.float64),
+                               torch.zeros(1, dtype=torch.float64), t.double(),
+                               torch.ones(1, dtype=torch.float64), kind="exact")
+        loss.backward()
+        # -log(1 - Phi(d)) by the complementary error function in float64, a third reference
+        exact_ref = -math.log(0.5 * math.erfc(gap / math.sqrt(2)))
+        assert float(exact) == pytest.approx(exact_ref, rel=1e-9)
+        if official_value is None:
+            assert float(loss.detach()) == pytest.approx(exact_ref, rel=1e-2) and float(d.grad) < 10
+        else:
+            assert float(loss.detach()) == official_value and exact_ref < 40
+    spike = torch.tensor([5.5], requires_grad=True)
+    rank_loss_term(spike, torch.zeros(1), t, torch.ones(1), kind="official").backward()
+    assert 0.9e5 < float(spike.grad) < 1.2e5  # 1e12 * phi(5.5): the gradient spike
+
+
+def test_rank_loss_names():
+    s, y = torch.tensor([0.4]), torch.tensor([1.0])
+    torch.testing.assert_close(rank_loss_term(s, -s, y, y, kind="bce"),
+                               rank_loss_term(s, -s, y, y, kind="exact"))
+    with pytest.raises(ValueError, match="exact.*official.*fidelity"):
+        rank_loss_term(s, -s, y, y, kind="probit")

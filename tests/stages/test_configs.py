@@ -66,3 +66,19 @@ def test_cli_help(command, capsys):
 def test_root_wrappers_are_importable_without_running(script):
     namespace = runpy.run_path(str(REPO / script), run_name="not_main")
     assert callable(namespace["main"])
+
+
+def test_paper_reproduction_configs_name_what_they_use():
+    assert load_config(CONFIGS / "oc.yaml").oneclass.protocol == "spec"
+    assert load_config(CONFIGS / "bc_eval.yaml").eval.protocol == "spec"
+    oc = load_config(CONFIGS / "paper" / "oc.yaml").oneclass
+    base = load_config(CONFIGS / "oc.yaml").oneclass
+    assert oc.protocol == "official" and to_dict(oc) == {**to_dict(base), "protocol": "official"}
+    for name in ("bc_eval.yaml", "bc_eval_robustness.yaml"):
+        ev = load_config(CONFIGS / "paper" / name).eval
+        assert (ev.protocol, ev.max_patches) == ("official", 40000)
+    assert load_config(CONFIGS / "paper" / "bc_eval_robustness.yaml").eval.perturbations == [
+        "jpeg=95", "blur=1.0", "resize=0.5"]
+    bb = load_config(CONFIGS / "paper" / "backbone_authors.yaml")
+    assert (bb.pretext.rank_loss, bb.data.require_all_tags) == ("official", True)
+    assert Config().pretext.rank_loss == "exact" and not Config().data.require_all_tags
