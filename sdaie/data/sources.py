@@ -88,8 +88,7 @@ def decode_torchvision(path: str | Path) -> Pixels:
         return load_image(path)  # its reason for the unreadable file
     if _jpeg_header_mode(data) not in ("RGB", "L"):
         return load_image(path)
-    # here: torchvision costs start-up time and only this decoder needs it
-    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.io import ImageReadMode, decode_jpeg  # here: only this decoder needs it
 
     try:
         with warnings.catch_warnings():  # torchvision 0.29 deprecates its image decoders

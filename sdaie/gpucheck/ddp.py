@@ -18,18 +18,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from sdaie.cli import main as sdaie_main
+from sdaie.exif.index import main as index_main
 from sdaie.gpucheck.pipeline import TINY
 from sdaie.gpucheck.plan import Plan
 from sdaie.gpucheck.report import Section, skipped
+from sdaie.synth import make_world
 
 
 def worker_main(argv: list[str]) -> int:
     """One rank: ``sdaie backbone-train ARGV[1:]``, then its parameter digest into ``ARGV[0]``."""
-    import torch
-    from torch.optim.optimizer import register_optimizer_step_post_hook
-
-    from sdaie.cli import main as sdaie_main  # here: as the stage entry points do
-
     seen: dict[str, Any] = {"steps": 0}
 
     def keep(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -53,9 +54,6 @@ def _world(plan: Plan, work: Path) -> Path:
     index = work / "pipeline" / "index"
     if (index / "summary.json").is_file():
         return index
-    from sdaie.exif.index import main as index_main
-    from sdaie.synth import make_world
-
     make_world(work / "ddp_world", photos=12, size=96, gen_images=0, bc_train=0, bc_val=0)
     index_main([str(work / "ddp_world" / "photos"), "--out", str(work / "ddp_index"),
                 "--workers", "1", "--no-progress"])
@@ -63,8 +61,6 @@ def _world(plan: Plan, work: Path) -> Path:
 
 
 def check_ddp(plan: Plan, work: Path) -> Section:
-    import torch  # here: as the other sections
-
     title = "2-rank torchrun (DDP)"
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if not plan.cpu_mode and gpus < 2:

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from sdaie.config import Config
 from sdaie.data.imageio import load_image
@@ -70,8 +73,6 @@ def prepare_index(work: Path, plan: Plan, index_dir: str | None) -> tuple[PhotoI
 def loader_rate(index: PhotoIndex, source: str, decoder: str, workers: int, plan: Plan,
                 budget_s: float) -> float:
     """Images/s of ``DataLoader(PairDataset)`` with ``workers`` workers, after its first batch."""
-    from torch.utils.data import DataLoader  # here: torch is loaded by the sections before
-
     n = len(index)
     dataset = PairDataset(index, np.arange(n), n_patches=16, patch_size=64, source=source,
                           decoder=decoder)
@@ -125,9 +126,6 @@ def source_rows(index: PhotoIndex, plan: Plan, needed: float, cores: int) -> lis
 
 def decoder_rows(index: PhotoIndex, device: Any) -> list[dict[str, Any]]:
     """Pixels of the same JPEGs through each decoder, against Pillow (the reference)."""
-    import torch  # here: as above
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     paths = [Path(index.image_path(i)) for i in range(min(len(index), 16))]
     diffs: dict[str, list[np.ndarray]] = {"torchvision (CPU)": [], "torchvision nvjpeg (GPU)": []}
     for p in paths:

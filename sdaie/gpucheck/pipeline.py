@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sdaie.cli import main as sdaie_main
 from sdaie.gpucheck.plan import Plan
 from sdaie.gpucheck.report import Section
 
@@ -56,8 +57,6 @@ def commands(plan: Plan, out: Path) -> list[tuple[str, list[str]]]:
 
 
 def _run(argv: list[str], log: Path) -> tuple[int, str]:
-    from sdaie.cli import main as sdaie_main  # here: the CLI imports every command module lazily
-
     with open(log, "w", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), \
             contextlib.redirect_stderr(fh):
         print("$ sdaie " + " ".join(argv), flush=True)
