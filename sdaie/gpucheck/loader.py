@@ -115,7 +115,7 @@ def source_rows(index: PhotoIndex, plan: Plan, needed: float, cores: int) -> lis
         rates = {k: loader_rate(index, source, decoder, k, plan, budget) for k in plan.workers}
         need = workers_needed(rates, needed)
         verdict = ("unknown: no step time (run the throughput section too)" if need is None
-                   else f"keeps up with {need} workers" if need <= cores
+                   else f"keeps up with {need} worker{'s' if need > 1 else ''}" if need <= cores
                    else f"cannot keep up: {need} workers needed, {cores} cores per GPU")
         rows.append({"source": source, "decoder": decoder,
                      **{f"images/s, {k} workers": r for k, r in rates.items()},
