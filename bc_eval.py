@@ -1,7 +1,7 @@
 """Same as `sdaie bc-eval`: see sdaie/stages/bc_eval.py (torchrun-ready, importable)."""
 import sys
 
-from sdaie.stages.bc_eval import main
+from sdaie.stages.common import stage_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stage_main("bc_eval"))

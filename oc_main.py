@@ -1,7 +1,7 @@
 """Same as `sdaie oc`: see sdaie/stages/oc_main.py (torchrun-ready, importable)."""
 import sys
 
-from sdaie.stages.oc_main import main
+from sdaie.stages.common import stage_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stage_main("oc_main"))

@@ -7,8 +7,9 @@
    (``data.val_fraction``): the held-out photos are other shots of the same cameras, scored at every
    checkpoint (all-pairs ranking accuracy, top-1 with the majority baseline);
 3. the synthetic generators' images at the photos' size (``sdaie.synth``, no camera photos);
-4. ``oc_main``: a GMM on the training photos' features, tested on the held-out photos (0_real)
-   against each synthetic generator (1_fake).
+4. ``oc_main`` with ``configs/oc_small_cpu.yaml`` (one full-covariance component: the paper's five
+   need thousands of images): a GMM on the training photos' features, tested on the held-out
+   photos (0_real) against each synthetic generator (1_fake).
 
 Every step is the public entry point a user would run; the script only wires folders together and
 prints the two tables. The figures say how far a few CPU minutes get on a small photo set; they are
@@ -34,6 +35,7 @@ from sdaie.synth import make_world
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny"
+OC_SMALL = ROOT / "configs" / "oc_small_cpu.yaml"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -42,7 +44,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/real", help="output folder (default runs/real)")
     p.add_argument("--steps", type=int, default=600, help="pretext steps (default 600)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out photos (0.2)")
-    p.add_argument("--components", type=int, default=5, help="GMM components (spec: 5)")
+    p.add_argument("--components", type=int, default=None,
+                   help="GMM components (default: the config's, 1; the spec's 5 need thousands "
+                        "of images)")
     p.add_argument("--gen-images", type=int, default=42, help="images per synthetic generator")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -95,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                bc_train=0, bc_val=0, force=True)
     train_dir, tests = one_class_tree(index_dir, out / "synth" / "testsets", out / "oc_data",
                                       args.val_fraction, args.seed)
-    oc_main.main(["--config", str(TINY / "oc.yaml"), f"oneclass.checkpoint={bb / 'checkpoints' / 'last.pt'}",
+    components = [] if args.components is None else [f"oneclass.components={args.components}"]
+    oc_main.main(["--config", str(OC_SMALL), f"oneclass.checkpoint={bb / 'checkpoints' / 'last.pt'}",
                   f"oneclass.train_dirs=[{train_dir}]", f"oneclass.test_root={tests}",
-                  f"oneclass.components={args.components}", "oneclass.per_dir=100000",
-                  "oneclass.max_patches=20000", f"run.out_dir={out / 'oc'}"])
+                  *components, f"run.out_dir={out / 'oc'}"])
 
     val = json.loads((bb / "val_metrics.json").read_text())
     print(f"\nHeld-out photos: {val.get('photos')} (step {val.get('step')})")

@@ -25,10 +25,8 @@ default to the protocol their GMM was fitted under. ``perturbation`` (``jpeg=95`
 
 from __future__ import annotations
 
-import glob
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -38,7 +36,8 @@ from PIL import Image
 
 from sdaie.config import PROTOCOLS, EvalConfig, OneClassConfig
 from sdaie.data import official
-from sdaie.data.imageio import ImageLoadError, list_images, load_image, to_rgb
+from sdaie.data.imageio import ImageLoadError, load_image, to_rgb
+from sdaie.data.inputs import Target, expand_inputs, is_glob
 from sdaie.data.transforms import CLEAN, Perturbation, parse_perturbation
 from sdaie.device import resolve_device
 from sdaie.hashing import file_hash
@@ -53,7 +52,6 @@ COLUMNS = {  # row keys per mode, in order (the CSV columns of ``sdaie detect``)
     "bc": ("path", "p_fake", "label", "patches", "seconds", "error"),
     "oc": ("path", "log_likelihood", "percentile", "label", "patches", "seconds", "error"),
 }
-GLOB_CHARS = frozenset("*?[")
 ImageInput = Union[str, Path, Image.Image, torch.Tensor, np.ndarray]
 
 
@@ -64,58 +62,6 @@ class SetupError(Exception):
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """One row to produce: a file to score, or an input that resolved to an error."""
-
-    path: str
-    error: str | None = None
-
-
-def expand_inputs(args: Sequence[str | Path]) -> list[Target]:
-    """Files, folders (recursive) and globs -> targets in input order, each file once.
-
-    An argument that names nothing (missing path, pattern without matches, folder without
-    images) becomes an error target, so it shows up in the output instead of vanishing.
-    """
-    out: list[Target] = []
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append(Target(str(path)))
-
-    def add_dir(d: Path, shown: str) -> None:
-        files = list_images(d)
-        if not files:
-            out.append(Target(shown, "no image files under this folder"))
-        for f in files:
-            add(f)
-
-    for arg in map(str, args):
-        p = Path(arg)
-        if p.is_dir():
-            add_dir(p, arg)
-        elif p.is_file():
-            add(p)
-        elif _is_glob(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
-            if not matches:
-                out.append(Target(arg, "pattern matched no file"))
-            for m in matches:
-                if Path(m).is_dir():
-                    add_dir(Path(m), m)
-                else:
-                    add(Path(m))
-        elif p.exists():
-            out.append(Target(arg, "not a regular file or folder"))
-        else:
-            out.append(Target(arg, "no such file or folder"))
-    return out
 
 
 def to_image(x: Image.Image | torch.Tensor | np.ndarray) -> Image.Image:
@@ -307,7 +253,7 @@ class Detector:
         """
         if isinstance(x, (str, Path)):
             rows = [self.score_target(t) for t in expand_inputs([x])]
-            many = Path(x).is_dir() or (not Path(x).exists() and _is_glob(x))
+            many = Path(x).is_dir() or (not Path(x).exists() and is_glob(x))
             return rows if many else rows[0]
         if isinstance(x, (Image.Image, torch.Tensor, np.ndarray)):
             return self.score_image(x)
@@ -356,10 +302,6 @@ class Detector:
         fields["label"] = FAKE if bool(self.decision.predict_fake(value)) else REAL
         fields["patches"] = r.n_patches
         return fields
-
-
-def _is_glob(x: str | Path) -> bool:
-    return any(c in GLOB_CHARS for c in str(x))
 
 
 def _as_list(r: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:

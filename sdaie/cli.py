@@ -1,6 +1,8 @@
 """The ``sdaie`` command: one sub-command per module, each with ``get_args_parser()`` and ``main(argv)``.
 
-Sub-command modules are imported only when chosen, so ``sdaie exif`` does not pay for torch.
+Sub-command modules are imported only when chosen, so ``sdaie exif`` does not pay for torch. The
+four stages start through :func:`sdaie.stages.common.stage_main`, which checks their config and
+paths before torch is imported, under the prog name ``sdaie COMMAND``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import sys
 from typing import Sequence
 
 # name -> (module, one-line help). Each module defines main(argv: list[str] | None) -> int.
+STAGE_COMMANDS = {"backbone-train": "backbone_train", "oc": "oc_main", "bc-train": "bc_train",
+                  "bc-eval": "bc_eval"}
 COMMANDS: dict[str, tuple[str, str]] = {
     "exif": ("sdaie.exif.cli", "print the canonical EXIF tags of files (JSON lines)"),
     "index": ("sdaie.exif.index", "build the EXIF training index of a photo folder"),
@@ -48,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _top_parser().print_help()
         return 0
     ns = _top_parser().parse_args(argv[:1])
+    if ns.command in STAGE_COMMANDS:
+        stages = importlib.import_module("sdaie.stages.common")
+        return int(stages.stage_main(STAGE_COMMANDS[ns.command], argv[1:],
+                                     prog=f"sdaie {ns.command}"))
     module = importlib.import_module(COMMANDS[ns.command][0])
     return int(module.main(argv[1:]) or 0)
 

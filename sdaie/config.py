@@ -8,11 +8,13 @@ comments); a YAML file only lists what differs. A YAML file may start with ``_ba
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -170,6 +172,9 @@ class OneClassConfig:
     init_params: str = "k-means++"
     random_state: int = 42
     quantile: float = 0.02  # threshold = sorted train log-likelihood at floor(q*N)
+    # Added to the covariance diagonals (spec silent: scikit-learn's default). Raise it when the
+    # GMM is fitted on few images for its dimension (configs/oc_small_cpu.yaml).
+    reg_covar: float = 1e-6
     max_patches: int = 20_000
     batch_patches: int = 1024  # patches per forward (bounded memory for big images)
     test_root: str = ""
@@ -279,6 +284,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -292,12 +302,37 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in '{where or 'config'}'; valid: {sorted(names)}")
+        raise ConfigError(unknown_key_message(unknown[0], where, sorted(names)))
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field (e.g. HeadConfig.tag) is missing
         raise ConfigError(f"{where or 'config'}: {exc}") from exc
+
+
+def _all_keys(cls: type = None, prefix: str = "") -> list[str]:
+    """Every dotted key of the config schema (``oneclass.train_dirs``, ...)."""
+    cls = cls or Config
+    out = []
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        key = f"{prefix}{f.name}"
+        out += _all_keys(tp, key + ".") if dataclasses.is_dataclass(tp) else [key]
+    return out
+
+
+def unknown_key_message(key: str, where: str, valid: Sequence[str]) -> str:
+    """One line: the unknown key, the nearest valid one (in its section, else anywhere)."""
+    full = f"{where}.{key}" if where else key
+    elsewhere = [k for k in _all_keys() if k.rsplit(".", 1)[-1] == key] if where else []
+    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if elsewhere:  # a key of another section (pretext.steps given as oneclass.steps)
+        hint = f"did you mean '{elsewhere[0]}'?"
+    elif near:
+        hint = f"did you mean '{where + '.' if where else ''}{near[0]}'?"
+    else:
+        hint = f"valid keys in '{where or 'config'}': {', '.join(valid)}"
+    return f"unknown config key '{full}': {hint}"
 
 
 def to_dict(cfg: Any) -> dict:
@@ -354,4 +389,77 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     data: dict = read_yaml(path) if path else {}
     for item in overrides:
         apply_override(data, item)
-    return from_dict(Config, data)
+    cfg = from_dict(Config, data)
+    check_values(cfg)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Value ranges: refused at load time, with the key, the value and what is allowed
+# --------------------------------------------------------------------------------------------
+
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _at_least(n: float) -> Rule:
+    return (lambda v: v >= n), f"a number >= {n:g}"
+
+
+def _positive() -> Rule:
+    return (lambda v: v > 0), "a number > 0"
+
+
+def _share(upper_open: bool = False) -> Rule:
+    if upper_open:
+        return (lambda v: 0 <= v < 1), "a number in [0, 1)"
+    return (lambda v: 0 <= v <= 1), "a number in [0, 1]"
+
+
+def _one_of(*choices: str) -> Rule:
+    return (lambda v: v in choices), "one of " + ", ".join(choices)
+
+
+def _pair(low: float, high: float) -> Rule:
+    return ((lambda v: len(v) == 2 and low <= v[0] <= v[1] <= high),
+            f"[low, high] with {low:g} <= low <= high <= {high:g}")
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+RULES: dict[str, Rule] = {
+    "run.device": ((lambda v: bool(_DEVICE.match(v))), "auto, cpu, cuda, cuda:N or mps"),
+    "run.dist_timeout_s": _at_least(1),
+    "model.backbone": _one_of("sdaie", "resnet"),
+    "model.implementation": _one_of("fast", "reference"),
+    "model.patch_size": _at_least(1), "model.width": _at_least(1),
+    "model.isqrt_iters": _at_least(1), "model.aggregate": _one_of("transformer", "mean"),
+    "model.resnet_arch": _one_of("resnet18", "resnet34", "resnet50"),
+    "data.patches": _at_least(1), "data.workers": _at_least(0),
+    "data.val_fraction": _share(upper_open=True),
+    "pretext.batch_size": _at_least(1), "pretext.lr": _positive(),
+    "pretext.weight_decay": _at_least(0), "pretext.steps": _at_least(1),
+    "pretext.ckpt_every": _at_least(1), "pretext.log_every": _at_least(1),
+    # models.losses.RANK_LOSSES and its alias "bce" (not imported: that module needs torch)
+    "pretext.rank_loss": _one_of("exact", "official", "fidelity", "bce"),
+    "oneclass.per_dir": _at_least(1), "oneclass.components": _at_least(1),
+    "oneclass.covariance_type": _one_of("full", "tied", "diag", "spherical"),
+    "oneclass.init_params": _one_of("kmeans", "k-means++", "random", "random_from_data"),
+    "oneclass.quantile": _share(upper_open=True), "oneclass.reg_covar": _positive(),
+    "oneclass.max_patches": _at_least(1), "oneclass.batch_patches": _at_least(1),
+    "binary.epochs": _at_least(1), "binary.batch_size": _at_least(1), "binary.lr": _positive(),
+    "binary.alpha": _at_least(0), "binary.p_resize": _share(), "binary.p_blur": _share(),
+    "binary.p_jpeg": _share(), "binary.resize_range": _pair(1, 1e9),
+    "binary.blur_sigma": _pair(0, 1e9), "binary.jpeg_quality": _pair(1, 100),
+    "binary.val_batches": _at_least(0), "binary.log_every": _at_least(1),
+    "eval.max_patches": _at_least(1), "eval.batch_patches": _at_least(1),
+    "eval.threshold": _share(),
+    "oneclass.protocol": _one_of(*PROTOCOLS), "eval.protocol": _one_of(*PROTOCOLS),
+}
+
+
+def check_values(cfg: Config) -> None:
+    """Raise :class:`ConfigError` naming the first key whose value is outside :data:`RULES`."""
+    for key, (ok, allowed) in RULES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not ok(value):
+            raise ConfigError(f"{key}={value!r} is out of range: use {allowed}")

@@ -27,13 +27,16 @@ in oc mode the protocol the GMM was fitted under. ``--perturbation`` (``jpeg=95`
 conditions of the tables.
 
 Inputs: files (used as named, whatever their extension), folders (image files below them,
-recursively, hidden ones skipped) and glob patterns (expanded here, ``**`` included, so quoting
-works on every shell). A file reached twice is scored once. Rows go to ``--out`` (``.jsonl`` or
-``.csv``, written as they come so an interrupted run keeps its rows) or to stdout as JSON lines; a
-progress bar and a summary line go to stderr.
+recursively, symbolic links followed, hidden ones skipped; other files counted as "ignored") and
+glob patterns (expanded here, ``**`` included, so quoting works on every shell). A file reached
+twice is scored once. Rows go to ``--out`` (``.jsonl`` or ``.csv``, written as they come so an
+interrupted run keeps its rows) or to stdout as JSON lines; a progress bar, a summary line and a
+short summary table go to stderr.
 
 Exit status: 0 if at least one image was scored, 1 if none was (or ``--strict`` met an unusable
-file), 2 for a checkpoint, GMM or argument that cannot be used.
+file), 2 for a checkpoint, GMM, option or input that cannot be used (one line on stderr; found
+before torch is imported wherever it can be: paths, option ranges, checkpoint kinds, inputs
+without any image file).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -49,12 +53,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from sdaie import labels
+from sdaie.checkpoint_kind import peek_kind
 from sdaie.config import PROTOCOLS, EvalConfig, OneClassConfig
+from sdaie.data.inputs import Inputs, collect_inputs
 from sdaie.data.transforms import parse_perturbation
+from sdaie.data.walk import ignored_text
 from sdaie.labels import NAMES
 
 REAL, FAKE = NAMES[labels.REAL], NAMES[labels.FAKE]  # the words rows print
 MODES = ("bc", "oc")
+OUT_FORMATS = (".jsonl", ".csv")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -74,7 +82,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None,
                    help="bc: p_fake cut, default 0.5; oc: log-likelihood cut, default the GMM's "
                         "(write a negative one as --threshold=-12.5)")
-    p.add_argument("--out", default=None, help="write rows to FILE.jsonl or FILE.csv")
+    p.add_argument("--out", default=None, help="write rows to FILE.jsonl or FILE.csv (the "
+                                               "extension chooses the format)")
     p.add_argument("--batch-patches", type=int, default=EvalConfig.batch_patches,
                    help="patches per CNN forward (bounds memory; the result does not depend on it)")
     p.add_argument("--max-patches", type=int, default=None,
@@ -95,12 +104,18 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def check_options(args: argparse.Namespace) -> str:
-    """The mode the options ask for; an argument error message (exit 2) if they contradict."""
+    """An argument error message (exit 2) if the options contradict or are out of range, else ""."""
     mode = args.mode or ("oc" if args.gmm else "bc")
     if args.batch_patches < 1:
         return f"--batch-patches must be >= 1, got {args.batch_patches}"
-    if args.max_patches is not None and args.max_patches < 0:
+    if args.max_patches is not None and args.max_patches < 1:
         return f"--max-patches must be >= 1, got {args.max_patches}"
+    if mode == "bc" and args.threshold is not None and not 0 <= args.threshold <= 1:
+        return (f"--threshold {args.threshold:g} is not a probability: in bc mode it is the "
+                "p_fake cut, in [0, 1] (default 0.5)")
+    if args.out is not None and Path(args.out).suffix.lower() not in OUT_FORMATS:
+        return (f"--out {args.out}: the extension chooses the format; use "
+                f"{' or '.join('FILE' + e for e in OUT_FORMATS)}")
     if mode == "bc" and args.gmm:
         return "--gmm is for --mode oc"
     if mode == "bc" and not args.checkpoint:
@@ -112,7 +127,31 @@ def check_options(args: argparse.Namespace) -> str:
             parse_perturbation(args.perturbation)
         except ValueError as exc:
             return f"--perturbation: {exc}"
+    return check_files(args, mode)
+
+
+def check_files(args: argparse.Namespace, mode: str) -> str:
+    """Model files that exist and, where it can be read without torch, are of the right kind."""
+    for option, path in (("--checkpoint", args.checkpoint), ("--gmm", args.gmm)):
+        if path is not None and not Path(path).is_file():
+            return f"{option} {path}: no such file"
+    kind = peek_kind(args.checkpoint) if args.checkpoint else None
+    if mode == "bc" and kind == "pretext":
+        return (f"--checkpoint {args.checkpoint} is a pretext checkpoint, not a binary "
+                "detector: it scores images with its GMM (--mode oc --gmm GMM.npz)")
+    if mode == "oc" and kind == "binary":
+        return (f"--checkpoint {args.checkpoint} is a binary detector; --mode oc needs the "
+                "pretext checkpoint the GMM was fitted with (default: the one gmm.npz records)")
     return ""
+
+
+def check_inputs(inputs: Inputs) -> str:
+    """An error message (exit 2) when no argument leads to any image file."""
+    if inputs.files:
+        return ""
+    said = "; ".join(f"{t.path}: {t.error}" for t in inputs.targets[:3])
+    extra = f"; {ignored_text(inputs.ignored)}" if inputs.ignored else ""
+    return f"no image file in the inputs ({said}{extra})"
 
 
 class RowWriter:
@@ -145,12 +184,18 @@ def open_output(out: str | None, columns: Sequence[str]) -> Iterator[RowWriter]:
         yield RowWriter(fh, fmt, columns)
 
 
-def summarize(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    """Counts (files = ok + errors), labels among the scored, throughput over the wall time."""
-    ok = [r for r in rows if "error" not in r]
-    return {"files": len(rows), "ok": len(ok), "errors": len(rows) - len(ok),
+def summarize(rows: Sequence[dict[str, Any]], seconds: float, inputs: Inputs | None = None
+              ) -> dict[str, Any]:
+    """Counts (image files = ok + errors; inputs that named no image file apart; non-image files
+    in the folders by kind), labels among the scored, throughput over the wall time."""
+    bad_inputs = {t.path for t in inputs.targets if t.error} if inputs is not None else set()
+    files = [r for r in rows if r["path"] not in bad_inputs]
+    ok = [r for r in files if "error" not in r]
+    return {"files": len(files), "ok": len(ok), "errors": len(files) - len(ok),
             "ai_generated": sum(r["label"] == FAKE for r in ok),
             "real": sum(r["label"] == REAL for r in ok),
+            "inputs_without_images": len(rows) - len(files),
+            "ignored": dict(inputs.ignored) if inputs is not None else {},
             "seconds": round(seconds, 3),
             "images_per_s": round(len(ok) / seconds, 3) if seconds > 0 else float("nan")}
 
@@ -160,30 +205,52 @@ def summary_line(s: dict[str, Any], mode: str, out: str | None) -> str:
     how = ", ".join([mode] + [f"{k} {s[k]}" for k, default in (("protocol", "spec"),
                                                                 ("perturbation", "clean"))
                               if s.get(k, default) != default])
-    return (f"sdaie detect ({how}): {s['files']} files, {s['ok']} ok ({s['ai_generated']} "
+    return (f"sdaie detect ({how}): {s['files']} image files, {s['ok']} ok ({s['ai_generated']} "
             f"ai-generated, {s['real']} real), {s['errors']} errors; {s['seconds']:.1f} s, "
             f"{s['images_per_s']:.2f} images/s{where}")
 
 
-def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Score every input; returns (rows, summary). Raises :class:`sdaie.api.SetupError`."""
-    # reason: torch (through the API) stays out of 'sdaie detect --help'
-    from tqdm import tqdm
+def summary_table(s: dict[str, Any]) -> str:
+    """The short Markdown table ``sdaie detect`` ends with (on stderr)."""
+    rows = [("image files", s["files"]), ("scored", s["ok"]), (FAKE, s["ai_generated"]),
+            (REAL, s["real"]), ("unreadable (reason in the row)", s["errors"])]
+    if s.get("inputs_without_images"):
+        rows.append(("inputs without an image file", s["inputs_without_images"]))
+    if s.get("ignored"):
+        rows.append(("not images, " + ignored_text(s["ignored"]), sum(s["ignored"].values())))
+    rows += [("seconds", f"{s['seconds']:.1f}"), ("images/s", f"{s['images_per_s']:.2f}")]
+    return "\n".join(["| | count |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)])
 
-    from sdaie.api import Detector, SetupError, expand_inputs
 
+def setup_problem(args: argparse.Namespace) -> tuple[str, Inputs]:
+    """Everything checked before torch is imported: options, model files, inputs."""
     problem = check_options(args)
     if problem:
-        raise SetupError(problem)
+        return problem, Inputs()
+    inputs = collect_inputs(args.paths)
+    return check_inputs(inputs), inputs
+
+
+def run(args: argparse.Namespace, inputs: Inputs | None = None
+        ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score every input; returns (rows, summary). Raises :class:`sdaie.api.SetupError`."""
+    # reason: torch (through the API) is imported only once the arguments are known to be usable
+    from tqdm import tqdm
+
+    from sdaie.api import Detector, SetupError
+
+    if inputs is None:
+        problem, inputs = setup_problem(args)
+        if problem:
+            raise SetupError(problem)
     det = Detector.load(args.checkpoint, args.gmm, device=args.device,
                         batch_patches=args.batch_patches, max_patches=args.max_patches or None,
                         threshold=args.threshold, protocol=args.protocol,
                         perturbation=args.perturbation)
-    targets = expand_inputs(args.paths)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     with open_output(args.out, det.columns) as writer:
-        for t in tqdm(targets, desc="detect", unit="img", file=sys.stderr,
+        for t in tqdm(inputs.targets, desc="detect", unit="img", file=sys.stderr,
                       disable=True if args.no_progress else None):
             row = det.score_target(t)
             writer.write(row)
@@ -194,19 +261,27 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]
              "protocol": det.protocol, "perturbation": det.perturbation.spec}
     if det.gmm_train_images is not None:
         facts["gmm_train_images"] = det.gmm_train_images
-    return rows, {**summarize(rows, time.perf_counter() - start), **facts}
+    return rows, {**summarize(rows, time.perf_counter() - start, inputs), **facts}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from sdaie.api import SetupError  # reason: torch stays out of 'sdaie detect --help'
+    problem, inputs = setup_problem(args)
+    if problem:
+        print(f"sdaie detect: error: {problem}", file=sys.stderr)
+        return 2
+    from sdaie.api import SetupError  # reason: torch only after the cheap checks above
 
     try:
-        rows, summary = run(args)
+        rows, summary = run(args, inputs)
     except SetupError as exc:
         print(f"sdaie detect: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `sdaie detect DIR | head`: the reader left, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     print(summary_line(summary, summary["mode"], args.out), file=sys.stderr)
+    print(summary_table(summary), file=sys.stderr)
     if args.strict and summary["errors"]:
         bad = next(r for r in rows if "error" in r)
         print(f"sdaie detect: --strict: stopped at {bad['path']}: {bad['error']}", file=sys.stderr)

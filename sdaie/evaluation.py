@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
@@ -32,13 +32,15 @@ from sdaie.config import Config
 from sdaie.data.official import binary_set_files, one_class_set_files
 from sdaie.data.testsets import LabelledFiles, TestSet, list_labelled
 from sdaie.data.transforms import CLEAN, Perturbation
+from sdaie.data.walk import ignored_text
 from sdaie.engine.runlog import Timer, append_jsonl, setup_logging, write_json
+from sdaie.hashing import file_hash
 from sdaie.metrics import detection_metrics
 from sdaie.oneclass.gmm import OneClassGMM
 from sdaie.reports import UNLABELLED, write_report
 from sdaie.runinfo import write_run_info
-from sdaie.scoring import (BinaryScorer, Decision, FeatureCache, FeatureSet, Tiling,
-                           extract_features, score_files)
+from sdaie.scoring import (BinaryScorer, Decision, FeatureCache, FeatureSet, Known, Tiling,
+                           extract_features, known_by_path, score_files)
 from sdaie.tables import HEADERS, write_tables
 
 Blocks = dict[str, dict[str, dict[str, float]]]  # {perturbation spec: {set name: figures}}
@@ -139,7 +141,8 @@ class BinarySets:
     def score_set(self, name: str, paths: list[Path], labels: list[int],
                   pert: Perturbation) -> SetScores:
         tiling = Tiling(self.scorer.patch_size, self.max_patches, pert, self.protocol)
-        done = score_files(self.scorer, paths, tiling, self.strict, desc=f"{name} {pert.spec}")
+        done = score_files(self.scorer, paths, tiling, self.strict, desc=f"{name} {pert.spec}",
+                           batch_patches=self.scorer.batch_patches)
         return SetScores(np.asarray([r.p_fake for r in done.results], np.float64),
                          np.asarray(labels, np.int64)[done.kept],
                          [str(paths[i]) for i in done.kept],
@@ -148,8 +151,9 @@ class BinarySets:
 
 @dataclass
 class CachedFeatures:
-    """Image features of a file list under a perturbation, from the cache when it holds exactly
-    that list (else computed and cached)."""
+    """Image features of a file list under a perturbation: files whose content the cache knows
+    (from another set or an earlier run) are looked up by their SHA-256, the others extracted;
+    the set is then cached with the content hash of each file."""
 
     extractor: nn.Module
     cache: FeatureCache
@@ -162,16 +166,47 @@ class CachedFeatures:
 
     def __call__(self, name: str, paths: Sequence[Path], labels: Sequence[int],
                  pert: Perturbation) -> FeatureSet:
-        fs = self.cache.load(name, pert, self.max_patches, paths)
+        hashes = [_content_hash(p) for p in paths]
+        fs = self.cache.load(name, pert, self.max_patches, paths, hashes)
         if fs is not None:
             self.log.info("features of %s (%s) from the cache", name, pert.spec)
             return fs
-        tiling = Tiling(self.extractor.patch_size, self.max_patches, pert, self.protocol)
-        fs = extract_features(self.extractor, paths, labels, tiling, CLEAN, self.batch_patches,
-                              self.device, strict=self.strict, progress=True,
-                              desc=f"{name} {pert.spec}")
-        self.cache.save(name, pert, self.max_patches, paths, fs)
+        known = self.cache.known(pert, self.max_patches)
+        todo = [p for p, h in zip(paths, hashes) if not h or h not in known]
+        fresh: dict[str, Known] = {}
+        if todo:
+            tiling = Tiling(self.extractor.patch_size, self.max_patches, pert, self.protocol)
+            label_of = dict(zip(map(str, paths), labels))
+            new = extract_features(self.extractor, todo, [label_of[str(p)] for p in todo],
+                                   tiling, CLEAN, self.batch_patches, self.device,
+                                   strict=self.strict, progress=True, desc=f"{name} {pert.spec}")
+            fresh = known_by_path(todo, new)
+        if len(todo) < len(paths):
+            self.log.info("%s (%s): %d of %d images' features from the cache (same content)",
+                          name, pert.spec, len(paths) - len(todo), len(paths))
+        entries = [fresh.get(str(p)) or known[h] for p, h in zip(paths, hashes)]
+        fs = _assemble(paths, labels, entries, self.extractor.feature_dim)
+        self.cache.save(name, pert, self.max_patches, paths, fs, hashes)
         return fs
+
+
+def _content_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes ("" when it cannot be read: the loader then says why)."""
+    try:
+        return file_hash(path, length=32)
+    except OSError:
+        return ""
+
+
+def _assemble(paths: Sequence[Path], labels: Sequence[int], entries: Sequence[Known],
+              dim: int) -> FeatureSet:
+    """The set's :class:`FeatureSet` in file order from what is known of each file."""
+    rows = [(str(p), int(y), e) for p, y, e in zip(paths, labels, entries) if e[0] is not None]
+    skipped = [{"path": str(p), "reason": e[2]} for p, e in zip(paths, entries) if e[0] is None]
+    feats = (np.stack([e[0] for _, _, e in rows]).astype(np.float32) if rows
+             else np.zeros((0, dim), np.float32))
+    return FeatureSet(feats, np.asarray([y for _, y, _ in rows], np.int64), [p for p, _, _ in rows],
+                      np.asarray([e[1] for _, _, e in rows], np.int64), skipped)
 
 
 @dataclass
@@ -210,6 +245,7 @@ class OneClassSets:
 class Results:
     blocks: Blocks  # labelled sets: the tables
     unlabelled: Blocks  # in-the-wild folders without labels: {"n", "flagged_fake", "mean_<score>"}
+    ignored: dict[str, dict[str, int]] = field(default_factory=dict)  # set -> non-image files
 
     @property
     def n_scored(self) -> int:
@@ -242,6 +278,9 @@ def _evaluate_set(sets: SetScorer, ts: TestSet, is_wild: bool, pert: Perturbatio
                   output: EvalOutput, results: Results, block: str) -> None:
     log = output.log
     files = sets.list_files(ts.path)
+    if files.ignored and ts.name not in results.ignored:
+        results.ignored[ts.name] = dict(files.ignored)
+        log.info("%s: %s (not images)", ts.name, ignored_text(files.ignored))
     if files.paths and (files.unlabelled or files.ambiguous):
         log.warning("%s: %d files without a label folder and %d under both kinds left out",
                     ts.name, len(files.unlabelled), len(files.ambiguous))
@@ -287,4 +326,5 @@ def finish_evaluation(out: Path, kind: str, threshold: float, tables: tuple[Path
     summary["report"] = str(write_report(out, kind, threshold, md_path))
     write_json(out / "summary.json", summary)
     log.info("tables: %s, %s (%.1f s)", csv_path, md_path, summary["time_s"])
+    print("\n" + md_path.read_text(encoding="utf-8").rstrip() + "\n", flush=True)  # the results
     return summary

@@ -3,14 +3,20 @@ and :class:`sdaie.api.Detector`.
 
 file -> RGB image (:func:`~sdaie.data.imageio.load_image`) -> :class:`Tiling` (perturbation, then
 every non-overlapping grid patch, capped; spec section 3) -> a scorer -> :class:`ImageScore`.
-One image per forward, but a large image has thousands of patches: the extractor's per-patch part
-(SRM residual, CNN, covariance pooling) runs ``batch_patches`` patches at a time, then the
-transformer runs once over all tokens of the image (``PatchExtractor.image_feature``), which
-equals one forward over all patches with memory bounded by ``batch_patches``.
+A large image has thousands of patches: the extractor's per-patch part (SRM residual, CNN,
+covariance pooling) runs ``batch_patches`` patches at a time, then the transformer runs once over
+all tokens of the image (``PatchExtractor.image_feature``), which equals one forward over all
+patches with memory bounded by ``batch_patches``. Small images are the opposite case: one forward
+per image costs a fixed ~16 ms of per-call overhead on a CPU (about 25 ms for one 64-px patch
+against 9 ms per image in a batch of 16, ``docs/first-hour.md``), so :func:`score_files` gives
+consecutive images with the same patch count to the scorer together, up to ``batch_patches``
+patches per forward (the transformer still sees each image's tokens alone; results equal the
+one-at-a-time ones to float rounding, about 1e-6).
 
 Features of whole test sets are cached on disk for the one-class stage (:class:`FeatureCache`):
-one ``.npz`` per (checkpoint hash, test set, perturbation, patch cap, protocol), reused only for
-exactly the same file list.
+one ``.npz`` per (checkpoint hash, test set, perturbation, patch cap, protocol) holding, per
+file, the SHA-256 of its bytes, so a file met again (the same real folder in several test sets, or
+a later run) is looked up by content instead of extracted again.
 """
 
 from __future__ import annotations
@@ -150,6 +156,20 @@ class Scorer(Protocol):
     def __call__(self, patches: torch.Tensor) -> ImageScore: ...
 
 
+def _stacked(patch_list: Sequence[torch.Tensor], device: torch.device | str) -> torch.Tensor:
+    """Images with the same patch count as one normalised ``[B, N, 3, P, P]`` batch."""
+    x = torch.stack(list(patch_list)).to(device)
+    return normalize(x) if x.dtype == torch.uint8 else x
+
+
+def score_batch(scorer: Scorer, patch_list: Sequence[torch.Tensor]) -> list[ImageScore]:
+    """Several images' results from one forward where the scorer can (``batch``), else one by one."""
+    batch = getattr(scorer, "batch", None)
+    if len(patch_list) > 1 and callable(batch):
+        return batch(patch_list)
+    return [scorer(p) for p in patch_list]
+
+
 @dataclass
 class BinaryScorer:
     """p(fake) of a :class:`~sdaie.models.BinaryDetector`."""
@@ -165,6 +185,13 @@ class BinaryScorer:
     def __call__(self, patches: torch.Tensor) -> ImageScore:
         p = p_fake(self.detector, patches, self.batch_patches, self.device)
         return ImageScore(int(patches.shape[0]), p_fake=p)
+
+    @torch.no_grad()
+    def batch(self, patch_list: Sequence[torch.Tensor]) -> list[ImageScore]:
+        """Images with equal patch counts in one forward."""
+        logits = self.detector(_stacked(patch_list, self.device)).float()
+        p = (1.0 - torch.softmax(logits, dim=1)[:, 0]).cpu().tolist()
+        return [ImageScore(int(x.shape[0]), p_fake=float(v)) for x, v in zip(patch_list, p)]
 
 
 @dataclass
@@ -186,7 +213,16 @@ class FeatureScorer:
 
     def __call__(self, patches: torch.Tensor) -> ImageScore:
         feature = image_feature(self.extractor, patches, self.batch_patches, self.device).numpy()
-        out = ImageScore(int(patches.shape[0]), feature=feature)
+        return self._result(int(patches.shape[0]), feature)
+
+    @torch.no_grad()
+    def batch(self, patch_list: Sequence[torch.Tensor]) -> list[ImageScore]:
+        """Images with equal patch counts in one forward."""
+        feats = self.extractor(_stacked(patch_list, self.device)).float().cpu().numpy()
+        return [self._result(int(x.shape[0]), f) for x, f in zip(patch_list, feats)]
+
+    def _result(self, n_patches: int, feature: np.ndarray) -> ImageScore:
+        out = ImageScore(n_patches, feature=feature)
         if self.gmm is not None and np.isfinite(feature).all():
             ll = float(self.gmm.score(feature[None])[0])
             out.log_likelihood = ll
@@ -209,10 +245,19 @@ class ScoredFiles:
 
 
 def score_files(scorer: Scorer, paths: Sequence[Path | str], patcher: Patcher,
-                strict: bool = False, progress: bool = True, desc: str = "") -> ScoredFiles:
+                strict: bool = False, progress: bool = True, desc: str = "",
+                batch_patches: int = 1024) -> ScoredFiles:
     """Load, tile and score each file; an undecodable one is skipped and reported (``strict``
-    raises :class:`ImageLoadError` instead)."""
+    raises :class:`ImageLoadError` instead). Consecutive images with the same patch count are
+    scored together, at most ``batch_patches`` patches per forward (module docstring)."""
     results, kept, skipped = [], [], []
+    pending: list[tuple[int, torch.Tensor]] = []
+
+    def flush() -> None:
+        results.extend(score_batch(scorer, [p for _, p in pending]))
+        kept.extend(i for i, _ in pending)
+        pending.clear()
+
     for i, path in enumerate(tqdm(list(paths), desc=desc, disable=not progress, leave=False)):
         try:
             img = load_image(path)
@@ -221,8 +266,13 @@ def score_files(scorer: Scorer, paths: Sequence[Path | str], patcher: Patcher,
                 raise
             skipped.append({"path": str(path), "reason": str(exc)})
             continue
-        results.append(scorer(patcher(img)))
-        kept.append(i)
+        patches = patcher(img)
+        n = int(patches.shape[0])
+        if pending and (n != pending[0][1].shape[0] or n * (len(pending) + 1) > batch_patches):
+            flush()
+        pending.append((i, patches))
+    if pending:
+        flush()
     return ScoredFiles(results, kept, skipped)
 
 
@@ -245,7 +295,7 @@ def extract_features(extractor: nn.Module, paths: Sequence[Path], labels: Sequen
     paths = list(paths)
     scorer = FeatureScorer(extractor, batch_patches, device)
     done = score_files(scorer, paths, lambda img: patcher(perturbation(img)), strict, progress,
-                       desc)
+                       desc, batch_patches)
     feats = [r.feature for r in done.results]
     dim = feats[0].shape[0] if feats else 0
     return FeatureSet(np.stack(feats) if feats else np.zeros((0, dim), np.float32),
@@ -254,22 +304,33 @@ def extract_features(extractor: nn.Module, paths: Sequence[Path], labels: Sequen
                       np.asarray([r.n_patches for r in done.results], np.int64), done.skipped)
 
 
+# What the cache knows of one file's content: (feature or None, patch count, skip reason or None).
+Known = tuple[np.ndarray | None, int, str | None]
+
+
 class FeatureCache:
     """``<dir>/<ckpt hash>/<set>__<perturbation>__cap<N>[__official].npz``; no pickle (string
     arrays only). The spec protocol's names carry no suffix (caches written before the protocol
-    existed stay valid)."""
+    existed stay valid).
+
+    Each file also records the content hash of every requested file (``hashes``), so
+    :meth:`known` can serve a file met in another set, or in an earlier run, by its bytes.
+    """
 
     def __init__(self, root: str | Path, checkpoint_hash: str, protocol: str = "spec"):
         self.dir = Path(root) / checkpoint_hash
         self.suffix = "" if protocol == "spec" else f"__{protocol}"
+        self._known: dict[tuple[str, int], dict[str, Known]] = {}
 
     def path(self, set_name: str, perturbation: Perturbation, cap: int) -> Path:
         safe = set_name.replace("/", "_")
         return self.dir / f"{safe}__{perturbation.tag}__cap{cap}{self.suffix}.npz"
 
     def load(self, set_name: str, perturbation: Perturbation, cap: int,
-             expected_paths: Sequence[Path]) -> FeatureSet | None:
-        """The cached set if present and computed from exactly ``expected_paths``, else None."""
+             expected_paths: Sequence[Path],
+             hashes: Sequence[str] | None = None) -> FeatureSet | None:
+        """The cached set if present and computed from exactly ``expected_paths`` (and, when
+        ``hashes`` are given, from files with exactly that content), else None."""
         path = self.path(set_name, perturbation, cap)
         if not path.exists():
             return None
@@ -278,6 +339,9 @@ class FeatureCache:
                 requested = [str(p) for p in z["requested"]]
                 if requested != [str(p) for p in expected_paths]:
                     return None
+                if hashes is not None and ("hashes" not in z.files
+                                           or [str(h) for h in z["hashes"]] != list(hashes)):
+                    return None
                 return FeatureSet(z["features"], z["labels"], [str(p) for p in z["paths"]],
                                   z["n_patches"], json.loads(str(z["skipped"])))
         except (OSError, ValueError, KeyError) as exc:
@@ -285,9 +349,51 @@ class FeatureCache:
             return None
 
     def save(self, set_name: str, perturbation: Perturbation, cap: int,
-             requested: Sequence[Path], fs: FeatureSet) -> Path:
+             requested: Sequence[Path], fs: FeatureSet,
+             hashes: Sequence[str] | None = None) -> Path:
+        """Write one set; ``hashes`` (content hash per requested file) make its files known."""
+        extra = {} if hashes is None else {"hashes": np.array(list(hashes), dtype=str)}
+        if hashes is not None:
+            self._remember(self.known(perturbation, cap), requested, hashes, fs)
         return atomic_savez(self.path(set_name, perturbation, cap), features=fs.features,
                             labels=fs.labels, paths=np.array(fs.paths, dtype=str),
                             n_patches=fs.n_patches,
                             requested=np.array([str(p) for p in requested], dtype=str),
-                            skipped=np.array(json.dumps(fs.skipped)))
+                            skipped=np.array(json.dumps(fs.skipped)), **extra)
+
+    def known(self, perturbation: Perturbation, cap: int) -> dict[str, Known]:
+        """Content hash -> what is known of that content under (perturbation, cap), from every
+        cached set file (read once per process) and what this process saved since."""
+        key = (perturbation.tag, cap)
+        if key not in self._known:
+            self._known[key] = {}
+            for path in sorted(self.dir.glob(f"*__{perturbation.tag}__cap{cap}{self.suffix}.npz")):
+                try:
+                    with np.load(path, allow_pickle=False) as z:
+                        if "hashes" not in z.files:
+                            continue
+                        fs = FeatureSet(z["features"], z["labels"], [str(p) for p in z["paths"]],
+                                        z["n_patches"], json.loads(str(z["skipped"])))
+                        requested, hashes = [str(p) for p in z["requested"]], z["hashes"]
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("ignoring unreadable feature cache %s: %s", path, exc)
+                    continue
+                self._remember(self._known[key], requested, [str(h) for h in hashes], fs)
+        return self._known[key]
+
+    @staticmethod
+    def _remember(table: dict[str, Known], requested: Sequence[Path | str],
+                  hashes: Sequence[str], fs: FeatureSet) -> None:
+        by_path = known_by_path(requested, fs)
+        for path, h in zip(map(str, requested), hashes):
+            if h:
+                table[h] = by_path[path]
+
+
+def known_by_path(requested: Sequence[Path | str], fs: FeatureSet) -> dict[str, Known]:
+    """What a :class:`FeatureSet` says of each requested file: its feature, or why it has none."""
+    row = {p: i for i, p in enumerate(fs.paths)}
+    reason = {s["path"]: s["reason"] for s in fs.skipped}
+    return {p: ((fs.features[row[p]], int(fs.n_patches[row[p]]), None) if p in row
+                else (None, 0, reason.get(p, "not scored")))
+            for p in map(str, requested)}

@@ -48,3 +48,44 @@ def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in COMMANDS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Help texts: the command's own name, examples that name real keys, no reST markup
+# ---------------------------------------------------------------------------------------------
+
+
+def _help(command: str, capsys) -> str:
+    import pytest
+
+    from sdaie.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_every_help_text_is_plain_and_names_its_command(capsys):
+    import re
+
+    from sdaie.cli import COMMANDS
+
+    for command in COMMANDS:
+        text = _help(command, capsys)
+        assert text.startswith(f"usage: sdaie {command}"), (command, text[:80])
+        assert "``" not in text and not re.search(r":(func|mod|class|data|meth):", text), command
+
+
+def test_stage_help_examples_are_keys_of_that_stage(capsys):
+    import shlex
+
+    from sdaie.config import load_config
+    from sdaie.stages.common import STAGES
+
+    sections = {"backbone_train": {"data", "run", "pretext"}, "oc_main": {"oneclass", "run"},
+                "bc_train": {"binary", "run"}, "bc_eval": {"eval", "run"}}
+    for name, stage in STAGES.items():
+        overrides = shlex.split(stage.example)
+        load_config(None, overrides)  # every example key exists and its value is valid
+        assert {o.split(".", 1)[0] for o in overrides} <= sections[name], (name, overrides)

@@ -1,4 +1,5 @@
 import ast
+import re
 import dataclasses
 import functools
 import textwrap
@@ -179,3 +180,70 @@ def test_the_scan_sees_reads_and_misses_what_is_not_read():
         ("BinaryConfig", "lr"), ("RunConfig", "seed"), ("HeadConfig", "kind"),
         ("ModelConfig", "width"), ("HeadConfig", "codes"), ("Config", "binary")}
     assert (BinaryConfig, "epochs") not in reads.read
+
+
+# --------------------------------------------------------------------------------------------
+# Mistakes in keys and values: the nearest key, the allowed range
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("override, message", [
+    ("oneclass.train_dir=[x]", "unknown config key 'oneclass.train_dir': did you mean "
+                               "'oneclass.train_dirs'?"),
+    ("onclass.components=3", "unknown config key 'onclass': did you mean 'oneclass'?"),
+    ("oneclass.steps=3", "did you mean 'pretext.steps'?"),  # a key of another section
+    ("eval.zzzz=1", "valid keys in 'eval': batch_patches, checkpoint,"),
+])
+def test_unknown_keys_name_the_nearest_valid_one(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("override", [
+    "eval.threshold=2", "eval.threshold=-0.1", "oneclass.quantile=1", "oneclass.components=0",
+    "data.val_fraction=1.0", "binary.p_jpeg=1.5", "binary.jpeg_quality=[90, 101]",
+    "binary.resize_range=[128, 64]", "pretext.lr=0", "run.device=gpu", "data.workers=-1",
+    "oneclass.covariance_type=ful", "pretext.rank_loss=mse", "oneclass.reg_covar=0",
+])
+def test_values_out_of_range_are_refused_by_key(override):
+    key, value = override.split("=", 1)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}=.* is out of range: use "):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize("override", [
+    "eval.threshold=0", "eval.threshold=1", "oneclass.quantile=0", "data.workers=0",
+    "run.device=cuda:3", "binary.jpeg_quality=[100, 100]", "oneclass.covariance_type=diag",
+])
+def test_values_at_the_edges_are_accepted(override):
+    load_config(None, [override])
+
+
+def test_every_range_rule_names_a_config_key():
+    from sdaie.config import RULES
+
+    cfg = Config()
+    for key in RULES:
+        section, name = key.split(".")
+        assert hasattr(getattr(cfg, section), name), key
+    load_config()  # the defaults pass every rule
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        load_config(path)  # and so does every shipped config
+
+
+def test_floats_written_without_a_dot_are_numbers():
+    """YAML 1.1 reads ``1e-6`` as a string; a float key takes it as the number it means."""
+    assert load_config(None, ["oneclass.reg_covar=1e-6"]).oneclass.reg_covar == 1e-6
+    with pytest.raises(ConfigError, match="expected float"):
+        load_config(None, ["oneclass.reg_covar=small"])
+
+
+def test_rank_loss_choices_are_the_losses_module_s():
+    from sdaie.config import RULES
+    from sdaie.models.losses import RANK_LOSS_ALIASES, RANK_LOSSES
+
+    ok, _ = RULES["pretext.rank_loss"]
+    for name in (*RANK_LOSSES, *RANK_LOSS_ALIASES):
+        assert ok(name), name
+    assert not ok("mse")

@@ -28,7 +28,7 @@ from sdaie.synth import make_world
 from support.odd_inputs import make_odd_inputs
 
 PATCH = 16
-SUMMARY = re.compile(r"(\d+) files, (\d+) ok \((\d+) ai-generated, (\d+) real\), (\d+) errors")
+SUMMARY = re.compile(r"(\d+) image files, (\d+) ok \((\d+) ai-generated, (\d+) real\), (\d+) errors")
 
 
 def _tiny_cfg() -> ModelConfig:
@@ -220,3 +220,103 @@ def test_oc_uses_the_gmm_patch_cap(world, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["patches"] == 4
     assert main(base + ["--max-patches", "9"]) == 0  # an explicit cap wins
     assert json.loads(capsys.readouterr().out)["patches"] == 9
+
+
+# ---------------------------------------------------------------------------------------------
+# A newcomer's folder: every format, other files, links; mistakes as one line, status 2
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def formats_folder(tmp_path_factory) -> dict:
+    """HEIC, AVIF, JPEG and PNG images beside text and video files, and a link to the folder."""
+    from PIL import Image
+
+    from sdaie.data.imageio import register_decoders
+
+    register_decoders()
+    base = tmp_path_factory.mktemp("formats")
+    folder = base / "phone"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i, (fmt, ext) in enumerate([("HEIF", "heic"), ("AVIF", "avif"), ("JPEG", "jpg"),
+                                    ("PNG", "png"), ("HEIF", "HEIC")]):
+        img = Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+        img.save(folder / f"img_{i}.{ext}", format=fmt)
+    for name in ("notes.txt", "list.txt", "clip.mov"):
+        (folder / name).write_text("not an image")
+    (base / "link").symlink_to(folder, target_is_directory=True)
+    (base / "empty").mkdir()
+    return {"folder": folder, "link": base / "link", "empty": base / "empty", "images": 5}
+
+
+def _detect_summary(capsys, argv) -> tuple[int, list[dict], str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, [json.loads(x) for x in captured.out.splitlines()], captured.err
+
+
+def test_one_row_per_image_file_and_the_rest_counted(world, formats_folder, capsys):
+    code, rows, err = _detect_summary(capsys, [str(formats_folder["folder"]), "--checkpoint",
+                                               str(world["bc"]), "--no-progress"])
+    assert code == 0 and len(rows) == formats_folder["images"]
+    assert all("error" not in r and 0 <= r["p_fake"] <= 1 for r in rows), rows
+    assert {r["path"].rsplit(".", 1)[1] for r in rows} == {"heic", "HEIC", "avif", "jpg", "png"}
+    assert _summary(err)[0] == 5
+    assert "| not images, ignored: 2 .txt, 1 .mov | 3 |" in err
+    # the same folder through a symbolic link: the same counts and scores
+    code, linked, err_link = _detect_summary(capsys, [str(formats_folder["link"]), "--checkpoint",
+                                                      str(world["bc"]), "--no-progress"])
+    assert _summary(err_link) == _summary(err)
+    assert [r["p_fake"] for r in linked] == [r["p_fake"] for r in rows]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "rows.txt"], "--out rows.txt: the extension chooses the format"),
+    (["--threshold", "2"], "--threshold 2 is not a probability"),
+    (["--max-patches", "0"], "--max-patches must be >= 1"),
+    (["--gmm", "/no/gmm.npz"], "--gmm /no/gmm.npz: no such file"),
+])
+def test_option_mistakes_are_one_line_and_status_2(world, formats_folder, extra, message, capsys):
+    code, rows, err = _detect_summary(capsys, [str(formats_folder["folder"]), "--checkpoint",
+                                               str(world["bc"]), *extra])
+    lines = err.strip().splitlines()
+    assert code == 2 and rows == [] and len(lines) == 1
+    assert lines[0].startswith("sdaie detect: error: ") and message in lines[0]
+
+
+def test_a_folder_without_images_is_one_line(world, formats_folder, capsys):
+    code, rows, err = _detect_summary(capsys, [str(formats_folder["empty"]), "--checkpoint",
+                                               str(world["bc"])])
+    assert code == 2 and rows == [] and len(err.strip().splitlines()) == 1
+    assert "no image file in the inputs" in err
+
+
+def test_a_binary_checkpoint_is_refused_in_one_class_mode(world, formats_folder, capsys):
+    code, _, err = _detect_summary(capsys, [str(formats_folder["folder"]), "--gmm",
+                                            str(world["gmm"]), "--checkpoint", str(world["bc"])])
+    assert code == 2 and "is a binary detector; --mode oc needs the pretext" in err
+
+
+def test_one_class_mode_takes_the_backbone_the_gmm_records(world, formats_folder, capsys):
+    code, rows, _ = _detect_summary(capsys, [str(formats_folder["folder"]), "--gmm",
+                                             str(world["gmm"]), "--no-progress"])
+    explicit = main([str(formats_folder["folder"]), "--gmm", str(world["gmm"]), "--checkpoint",
+                     str(world["pretext"]), "--no-progress"])
+    again = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert code == explicit == 0
+    assert [r["log_likelihood"] for r in rows] == [r["log_likelihood"] for r in again]
+
+
+def test_detect_mistakes_are_found_before_torch(world, formats_folder, tmp_path):
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-X", "importtime", "-m", "sdaie", "detect",
+            str(formats_folder["folder"]), "--checkpoint", str(world["pretext"])]
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert proc.returncode == 2 and "torch" not in imported and "sdaie.data.inputs" in imported
+    lines = [x for x in proc.stderr.splitlines() if not x.startswith("import time:")]
+    assert len(lines) == 1 and "is a pretext checkpoint, not a binary detector" in lines[0]

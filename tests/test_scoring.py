@@ -145,6 +145,87 @@ def test_score_files_keeps_positions_and_reports_or_raises(tmp_path, extractor):
     assert info.value.path == str(bad)
 
 
+# ---------------------------------------------------------------------------------------------
+# Small images scored together; shared files extracted once
+# ---------------------------------------------------------------------------------------------
+
+
+def _files(folder, sizes, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, (w, h) in enumerate(sizes):
+        p = folder / f"{i:02d}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
+        out.append(p)
+    return out
+
+
+def test_batched_scores_equal_one_image_per_forward(tmp_path, extractor):
+    """Runs of equal patch counts share a forward; each result is still its own image's."""
+    sizes = [(16, 16)] * 5 + [(48, 32)] * 3 + [(16, 16)] * 2  # 1, then 6, then 1 patch(es)
+    paths = _files(tmp_path, sizes)
+    tiling = Tiling(16, 100)
+    calls = []
+    scorer = FeatureScorer(extractor)
+    batch = scorer.batch
+    scorer.batch = lambda patch_list: calls.append(len(patch_list)) or batch(patch_list)
+    done = score_files(scorer, paths, tiling, progress=False, batch_patches=4)
+    assert calls == [4, 2]  # 5 one-patch images under a cap of 4 patches: 4 + 1 alone; 6-patch
+    #                         images alone (6 > 4); the last two one-patch images together
+    assert done.kept == list(range(10))
+    with torch.no_grad():
+        for path, result in zip(paths, done.results):
+            ref = extractor(grid_patches(Image.open(path).convert("RGB"), size=16)[None])[0]
+            np.testing.assert_allclose(result.feature, ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_binary_batch_equals_the_official_expression(tmp_path):
+    torch.manual_seed(1)
+    det = BinaryDetector(TINY).eval()
+    paths = _files(tmp_path, [(32, 32)] * 4)
+    done = score_files(BinaryScorer(det), paths, Tiling(16, 100), progress=False)
+    with torch.no_grad():
+        for path, result in zip(paths, done.results):
+            logits = det(grid_patches(Image.open(path).convert("RGB"), size=16)[None])
+            assert result.p_fake == pytest.approx(1 - torch.softmax(logits, 1)[0, 0].item(),
+                                                  abs=1e-6)
+
+
+def test_a_folder_shared_by_two_sets_is_extracted_once(tmp_path, extractor, monkeypatch):
+    import logging
+
+    import sdaie.evaluation as evaluation
+
+    real = _files(tmp_path / "real", [(32, 32)] * 3, seed=1)
+    fake_a = _files(tmp_path / "a", [(32, 32)] * 2, seed=2)
+    fake_b = _files(tmp_path / "b", [(32, 32)] * 2, seed=3)
+    extracted = []
+    original = evaluation.extract_features
+
+    def counting(ex, paths, *args, **kwargs):
+        extracted.extend(map(str, paths))
+        return original(ex, paths, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "extract_features", counting)
+    features = evaluation.CachedFeatures(extractor, FeatureCache(tmp_path / "cache", "k"), 100,
+                                         64, "cpu", False, logging.getLogger("t"))
+    a = features("a", real + fake_a, [0, 0, 0, 1, 1], CLEAN)
+    b = features("b", real + fake_b, [0, 0, 0, 1, 1], CLEAN)
+    assert extracted == [str(p) for p in real + fake_a + fake_b]  # the real files once
+    np.testing.assert_array_equal(a.features[:3], b.features[:3])
+    assert b.labels.tolist() == [0, 0, 0, 1, 1] and b.paths == [str(p) for p in real + fake_b]
+    # a later run (new process state) finds them on disk by content, even under another name
+    extracted.clear()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in fake_b:
+        (copy / p.name).write_bytes(p.read_bytes())
+    features.cache = FeatureCache(tmp_path / "cache", "k")
+    c = features("c", sorted(copy.iterdir()), [1, 1], CLEAN)
+    assert extracted == [] and np.array_equal(c.features, b.features[3:])
+
+
 def _their_patches(img: Image.Image, size: int, cap: int) -> torch.Tensor:
     """The authors' _adaptivepatch, re-stated with torchvision as their code calls it."""
     import torchvision.transforms as T

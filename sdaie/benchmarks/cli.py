@@ -12,6 +12,9 @@ Sections (one module each in :mod:`sdaie.benchmarks`):
   on a synthetic camera world (plus a few large JPEGs) built in a temporary folder.
 - ``gmm``: seconds to fit the one-class GMM (5 full components) on synthetic 10 000 x 528 features.
 - ``bc_eval``: binary-detector images/s over all grid patches of 256x256 and 1024x1024 images.
+- ``evaluation``: one-class and binary evaluation images/s through the scoring path (decoded
+  files, small images batched) for 64x64 and 1024x1024 images, against the extractor's inference
+  rate on the same patches (:mod:`sdaie.benchmarks.evaluation`).
 
 Each model measurement runs in a fresh process, one implementation per process, so that neither
 inherits the heap the other grew. Reference and fast processes alternate ``--reps`` times; each
@@ -41,6 +44,7 @@ import torch
 from sdaie.atomic import atomic_write_text
 from sdaie.benchmarks.binary import bench_bc_eval
 from sdaie.benchmarks.datapath import bench_data
+from sdaie.benchmarks.evaluation import bench_evaluation
 from sdaie.benchmarks.extractors import bench_resnet, bench_sdaie
 from sdaie.benchmarks.measuring import WAIT_POLICIES, environment, load_average
 from sdaie.benchmarks.oneclass import bench_gmm
@@ -48,7 +52,7 @@ from sdaie.benchmarks.report import report
 from sdaie.config import ModelConfig
 from sdaie.models.cpu_memory import keep_freed_memory
 
-SECTIONS = ("extractor", "resnet", "data", "gmm", "bc_eval")
+SECTIONS = ("extractor", "resnet", "data", "gmm", "bc_eval", "evaluation")
 
 
 def _size_pair(text: str) -> tuple[int, int]:
@@ -60,7 +64,8 @@ def _size_pair(text: str) -> tuple[int, int]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdaie bench", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="sdaie bench",
+                                     description=__doc__.split("\n\n")[0].replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds, a smaller world and GMM (same model sizes)")
@@ -96,14 +101,15 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         return dict(model=model, rounds=args.rounds or 1, reps=args.reps or 1, photos=4,
                     size=96, crop=64, large=2,
                     large_size=args.large_size or (256, 192), gmm=(300, 36), bc_sizes=(64, 128),
-                    archs=["resnet18"])
+                    archs=["resnet18"], eval_sizes=((32, 8), (128, 2)))
     quick = args.quick
     return dict(model=ModelConfig(), rounds=args.rounds or (2 if quick else 4),
                 reps=args.reps or (1 if quick else 3),
                 photos=16 if quick else 48, size=512, crop=512, large=2 if quick else 6,
                 large_size=args.large_size or ((2000, 1500) if quick else (4000, 3000)),
                 gmm=(2000, 528) if quick else (10_000, 528), bc_sizes=(256, 1024),
-                archs=[a for a in args.resnet_archs.split(",") if a])
+                archs=[a for a in args.resnet_archs.split(",") if a],
+                eval_sizes=((64, 32), (1024, 1)) if quick else ((64, 128), (1024, 2)))
 
 
 def _checked(args: argparse.Namespace) -> tuple[list[str], list[int], list[str]]:
@@ -139,6 +145,9 @@ def _run_sections(args: argparse.Namespace, plan: dict[str, Any], sections: list
                                         model.patch_size, rounds)
     if "gmm" in sections:
         result["gmm"] = bench_gmm(*plan["gmm"], components=5, threads=max(threads))
+    if "evaluation" in sections:
+        result["evaluation"] = bench_evaluation(model, plan["eval_sizes"], max(1, rounds // 2),
+                                                max(threads), args.batch * args.patches)
     if "bc_eval" in sections:
         result["bc_eval"] = bench_bc_eval(model, plan["bc_sizes"], max(1, rounds // 2),
                                           max(threads), args.device, isolate, policies,

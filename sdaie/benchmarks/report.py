@@ -76,5 +76,12 @@ def report(result: dict[str, Any]) -> str:
                                     g["seconds"], g["iterations"]]]))
     if "bc_eval" in result:
         parts.append(_bc_eval_table(result["bc_eval"]))
+    if "evaluation" in result:
+        parts.append(format_table(
+            ["evaluation image", "patches", "detector", "threads", "images/s",
+             "extractor alone, images/s", "ratio"],
+            [[f"{r['size']}x{r['size']}", r["patches"], r["detector"], r["threads"],
+              r["images_per_s"], r["reference_images_per_s"], f"{r['ratio']:.2f}x"]
+             for r in result["evaluation"]]))
     parts.append(f"benchmark wall time: {result['wall_seconds']:.0f} s")
     return "\n\n".join(parts)

@@ -9,21 +9,33 @@ and skips (or, with ``--strict`` / ``run.strict``, stops on).
   Images are used in their stored geometry.
 - Colour: no ICC colour management; pixels are used as stored, converted to 8-bit RGB by
   :func:`to_rgb` (the table there says how each mode is converted).
-- Truncated files are refused, never padded with grey (Pillow's ``LOAD_TRUNCATED_IMAGES`` must
-  stay False, its default).
+- Truncated files are refused, never padded with grey: the container check of
+  :mod:`sdaie.data.completeness` (the same one the index applies, with the same reason text) runs
+  before decoding, and Pillow's ``LOAD_TRUNCATED_IMAGES`` stays False, its default.
+- Formats: whatever Pillow decodes (JPEG, PNG, TIFF, BMP, WebP, AVIF in Pillow's wheels) plus
+  HEIF/HEIC through pillow-heif, registered on first use. libheif applies the container's
+  rotation and mirror (``irot``/``imir``) while decoding and offers no way to skip them, so HEIF
+  pixels are in display geometry (a lossless 90-degree turn of the coded image at most).
+- Folders are listed by :mod:`sdaie.data.walk` (re-exported here as :func:`list_images`).
 - Decompression bombs: an image whose header claims more than :data:`MAX_PIXELS` pixels is
   refused before any pixel is decoded.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+from sdaie.data.completeness import incomplete_reason
+from sdaie.data.walk import IMAGE_EXTENSIONS, list_images
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "MAX_PIXELS", "check_size", "list_images",
+           "load_image", "register_decoders", "to_rgb"]
 
 # Decompression-bomb guard: refuse headers claiming more pixels than this (3 bytes each once
 # decoded, so at most ~540 MB). It is Pillow's own hard limit (2 x Image.MAX_IMAGE_PIXELS at its
@@ -81,6 +93,22 @@ def check_size(width: int, height: int) -> None:
                              "(sdaie.data.imageio.MAX_PIXELS)")
 
 
+@functools.cache
+def register_decoders() -> bool:
+    """Register pillow-heif's HEIF opener with Pillow (once per process); False without it.
+
+    Done on first use rather than at import, so importing this module changes nothing global.
+    Embedded thumbnails are disabled so a decode never returns the thumbnail instead of the image.
+    """
+    try:
+        # reason: an optional plugin, loaded only when an image is opened
+        from pillow_heif import register_heif_opener
+    except ImportError:  # an environment without the dependency: HEIF files are then refused
+        return False
+    register_heif_opener(thumbnails=False)
+    return True
+
+
 def load_image(path: str | Path) -> Image.Image:
     """Decode ``path`` fully into an RGB image or raise :class:`ImageLoadError` with the reason."""
     try:
@@ -92,11 +120,22 @@ def load_image(path: str | Path) -> Image.Image:
 
 def _decode(path: Path) -> Image.Image:
     try:
-        size = path.stat().st_size
+        data = path.read_bytes()
     except OSError as exc:
-        raise ImageLoadError(f"cannot stat: {exc.strerror or exc}") from exc
-    if size == 0:
+        raise ImageLoadError(f"cannot read: {exc.strerror or exc}") from exc
+    if not data:
         raise ImageLoadError("empty file (0 bytes)")
+    return decode_bytes(data)
+
+
+def decode_bytes(data: bytes) -> Image.Image:
+    """A file's bytes -> RGB image, after the completeness check; :class:`ImageLoadError` else."""
+    register_decoders()
+    fh = io.BytesIO(data)
+    reason = incomplete_reason(fh)
+    if reason:
+        raise ImageLoadError(reason)
+    fh.seek(0)
     try:
         with warnings.catch_warnings():
             # Pillow warns (UserWarning) about corrupt EXIF while opening; pixels are unaffected
@@ -104,7 +143,7 @@ def _decode(path: Path) -> Image.Image:
             # by the MAX_PIXELS check below.
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(fh) as img:
                 check_size(*img.size)
                 img.load()
                 mode = img.mode
@@ -121,13 +160,3 @@ def _decode(path: Path) -> Image.Image:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # Truncated data, broken huffman tables, bad TIFF tags, ... all surface as one of these.
         raise ImageLoadError(f"cannot decode: {exc}") from exc
-
-
-def list_images(root: str | Path) -> list[Path]:
-    """Image files under ``root`` (recursive, sorted, by extension, hidden files skipped)."""
-    root = Path(root)
-    if root.is_file():
-        return [root]
-    return sorted(p for p in root.rglob("*")
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))

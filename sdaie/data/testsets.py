@@ -11,11 +11,12 @@ ones, are reported and left out. In GenImage sets that hold both ``train`` and `
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from sdaie.data.imageio import list_images
+from sdaie.data.walk import FolderListing, scan_folder, walk
 from sdaie.labels import FAKE, REAL
 
 # (folder, display name) in the official table order.
@@ -69,6 +70,7 @@ class LabelledFiles:
     labels: list[int] = field(default_factory=list)
     unlabelled: list[Path] = field(default_factory=list)
     ambiguous: list[Path] = field(default_factory=list)
+    ignored: Counter = field(default_factory=Counter)  # non-image files by kind (sdaie.data.walk)
 
     @property
     def n_real(self) -> int:
@@ -92,10 +94,11 @@ def list_labelled(root: str | Path, genimage_split: str = "val") -> LabelledFile
     this split (``val`` to evaluate, ``train`` to train).
     """
     root = Path(root)
-    files = list_images(root)
+    listing = scan_folder(root)
+    files = listing.images
     rel = [f.relative_to(root).parts[:-1] for f in files]
     split = genimage_split if _is_genimage_split_layout(rel) else None
-    out = LabelledFiles()
+    out = LabelledFiles(ignored=listing.ignored)
     for path, parts in zip(files, rel):
         if split is not None and any(x in ("ai", "nature") for x in parts) and split not in parts:
             continue  # the other GenImage split
@@ -124,7 +127,9 @@ class TestSet:
 
 
 def _has_label_folder(folder: Path) -> bool:
-    return any(p.is_dir() and p.name in REAL_FOLDERS | FAKE_FOLDERS for p in folder.rglob("*"))
+    """A label folder anywhere below (symbolic links followed, as everywhere)."""
+    return any(here.name in REAL_FOLDERS | FAKE_FOLDERS
+               for here, _ in walk(folder, FolderListing()))
 
 
 def discover_sets(root: str | Path, names: Iterable[str] = ()) -> list[TestSet]:

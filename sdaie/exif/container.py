@@ -9,17 +9,17 @@ segment, :func:`image_size` reads the pixel size from the header (with the loade
 
 from __future__ import annotations
 
-import io
-import struct
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from sdaie.data.imageio import ImageLoadError, check_size
+from sdaie.data.completeness import MalformedHeader, incomplete_reason, jpeg_segments
+from sdaie.data.imageio import ImageLoadError, check_size, register_decoders
 
-_EOI_TAIL = 1 << 16  # bytes searched for the JPEG end-of-image marker (trailers after EOI exist)
+__all__ = ["MalformedHeader", "image_size", "jpeg_exif_block", "jpeg_segments", "pillow_format",
+           "sniff_format", "truncation"]
 
 # Containers whose EXIF we locate; anything else Pillow can open is an image without EXIF.
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -30,15 +30,16 @@ _MAGIC: tuple[tuple[bytes, int, str], ...] = (
 )
 
 
-class MalformedHeader(ValueError):
-    """The container structure is broken before the EXIF block could be found."""
+# ISO base media major brands of still images that can carry EXIF (HEIF, HEIC, AVIF).
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
+                          b"msf1", b"avif", b"avis"})
 
 
 def sniff_format(head: bytes) -> str | None:
     """Container format from the first bytes, if it is one that can hold EXIF."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return "heif"
     for magic, offset, name in _MAGIC:
         if head[offset:offset + len(magic)] == magic:
@@ -55,44 +56,6 @@ def pillow_format(fh: BinaryIO) -> str | None:
             return (img.format or "image").lower()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         return None
-
-
-def jpeg_segments(fh: BinaryIO) -> Iterator[tuple[int, int, int]]:
-    """Yield ``(marker, offset, length)`` of each JPEG header segment, ending with SOS or EOI.
-
-    ``length`` counts the segment payload plus its 2-byte length field (0 for SOS/EOI); the file
-    position is left at the start of the payload. Raises :class:`MalformedHeader` on a broken chain.
-    """
-    fh.seek(0)
-    if fh.read(2) != b"\xff\xd8":
-        raise MalformedHeader("not a JPEG (no SOI marker)")
-    while True:
-        pos = fh.tell()
-        byte = fh.read(1)
-        if not byte:
-            raise MalformedHeader(f"file ends inside the JPEG header (offset {pos})")
-        if byte != b"\xff":
-            raise MalformedHeader(f"JPEG marker expected at offset {pos}, found 0x{byte[0]:02x}")
-        marker = fh.read(1)
-        while marker == b"\xff":  # fill bytes
-            marker = fh.read(1)
-        if not marker:
-            raise MalformedHeader(f"file ends inside the JPEG header (offset {pos})")
-        code = marker[0]
-        if code == 0x01 or 0xD0 <= code <= 0xD7:  # TEM, RSTn: no length field
-            continue
-        if code in (0xD9, 0xDA):  # EOI or start of scan: the header ends here
-            yield code, pos, 0
-            return
-        raw_len = fh.read(2)
-        if len(raw_len) < 2:
-            raise MalformedHeader(f"file ends inside a JPEG segment header (offset {pos})")
-        length = struct.unpack(">H", raw_len)[0]
-        if length < 2:
-            raise MalformedHeader(f"JPEG segment 0x{code:02x} has an invalid length {length}")
-        start = fh.tell()
-        yield code, pos, length
-        fh.seek(start + length - 2)
 
 
 def jpeg_exif_block(fh: BinaryIO) -> bytes | None:
@@ -112,6 +75,7 @@ def jpeg_exif_block(fh: BinaryIO) -> bytes | None:
 def image_size(path: Path) -> tuple[int, int]:
     """Pixel size from the image header only (Pillow opens lazily: no pixel decoding), with the
     same limits as :func:`sdaie.data.imageio.load_image`."""
+    register_decoders()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL")  # corrupt EXIF
@@ -128,26 +92,10 @@ def image_size(path: Path) -> tuple[int, int]:
     return w, h
 
 
-def truncation(path: Path, fmt: str | None) -> str | None:
-    """Why the file looks cut short (None if it looks complete), without decoding pixels.
-
-    JPEG: no end-of-image marker after the start of scan (in the entropy-coded data a 0xFF is
-    always followed by 0x00 or a restart code, so FF D9 there can only be EOI; only the last
-    64 KiB are searched, allowing for trailers that some cameras append). PNG: no IEND chunk.
-    """
+def truncation(path: Path, fmt: str | None = None) -> str | None:
+    """Why the file looks cut short (None if it looks complete), without decoding pixels: the
+    loader's own check (:func:`sdaie.data.completeness.incomplete_reason`), so the index refuses
+    exactly the files every other command refuses, with the same reason text. ``fmt`` is unused
+    (the check reads the container's magic itself); kept for callers."""
     with open(path, "rb") as fh:
-        size = fh.seek(0, io.SEEK_END)
-        if fmt == "jpeg":
-            try:
-                sos = [pos for code, pos, _ in jpeg_segments(fh)][-1]
-            except MalformedHeader as exc:
-                return str(exc)
-            start = max(sos + 2, size - _EOI_TAIL)
-            fh.seek(start)
-            if b"\xff\xd9" not in fh.read():
-                return "truncated: no JPEG end-of-image marker after the image data"
-        elif fmt == "png":
-            fh.seek(max(0, size - 12))
-            if b"IEND" not in fh.read():
-                return "truncated: no PNG IEND chunk"
-    return None
+        return incomplete_reason(fh)

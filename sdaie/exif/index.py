@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sdaie.config import Config, ConfigError, load_config
-from sdaie.data.imageio import list_images
+from sdaie.data.walk import ignored_text
 from sdaie.exif.crops import ShardWriter, collect_garbage
 from sdaie.exif.journal import CACHE_NAME, Journal, compact, read_cache
 from sdaie.exif.parse import usable_reason
-from sdaie.exif.scan import Task, plan_tasks, run_tasks
+from sdaie.exif.scan import Task, list_photos, plan_tasks, run_tasks
 from sdaie.exif.schema import Schema
 from sdaie.exif.store import PhotoIndex, load_index
 from sdaie.exif.summary import write_outputs
@@ -49,6 +49,7 @@ class IndexStats:
     """What a run did (the CLI prints it; tests check it)."""
 
     files: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)  # non-image files by kind
     indexed: int = 0
     parsed: int = 0
     cropped: int = 0
@@ -69,16 +70,22 @@ def build_index(photo_dir: str | Path, out_dir: str | Path, cfg: Config, *, work
         raise ConfigError(f"--crops must be a positive size, got {crop_size}")
     schema = Schema(cfg.schema.heads)  # validates the heads before any work
     out.mkdir(parents=True, exist_ok=True)
+    listing = list_photos(root)
+    if not listing.images:
+        extra = f" ({listing.ignored_text()})" if listing.ignored else ""
+        raise FileNotFoundError(f"no image files under {photo_dir}{extra}")
     cache_path = out / CACHE_NAME
-    files = list_images(root)
+    files = listing.images
     entries, tasks = plan_tasks(root, files, read_cache(cache_path), schema, crop_size)
-    stats = IndexStats(files=len(files), parsed=sum(t.parse for t in tasks))
+    stats = IndexStats(files=len(files), ignored=dict(listing.ignored),
+                       parsed=sum(t.parse for t in tasks))
     _process(tasks, entries, out, schema, crop_size, workers, strict, progress, stats)
 
     # Labels, vocabularies and outputs are recomputed from all entries every run.
     schema = Schema.fit(cfg.schema.heads,
                         (e.get("tags", {}) for e in entries.values() if not e.get("error")))
-    tally = write_outputs(root, out, entries, schema, crop_size, stats.files, stats.parsed)
+    tally = write_outputs(root, out, entries, schema, crop_size, stats.files, stats.parsed,
+                          stats.ignored)
     stats.skipped = tally.skipped
     stats.indexed, stats.models, stats.makes = len(tally.lines), len(tally.cameras), len(tally.makes)
     compact(cache_path, entries)
@@ -158,6 +165,8 @@ def _print_report(stats: IndexStats, args: argparse.Namespace) -> None:
           + (f", {stats.cropped} new crops" if args.crops else "") + f") -> {args.out}")
     print(f"{stats.models} camera models, {stats.makes} makes; "
           f"skipped {len(stats.skipped)} files (reasons in summary.json)")
+    if stats.ignored:
+        print(f"{ignored_text(stats.ignored)} (not images)")
     for item in stats.skipped[:10]:
         print(f"  skipped {item['path']}: {item['reason']}")
     if len(stats.skipped) > 10:

@@ -20,9 +20,10 @@ def parse_file(path: Path) -> dict[str, Any]:
     if result.error:
         entry["error"] = result.error
         return entry
-    try:
-        entry["size"] = list(image_size(path))
-        entry["error"] = truncation(path, result.format)
+    try:  # completeness first: the loader's check, so every command gives the same reason
+        entry["error"] = truncation(path)
+        if entry["error"] is None:
+            entry["size"] = list(image_size(path))
     except ImageLoadError as exc:
         entry["error"] = str(exc)
     except OSError as exc:

@@ -30,6 +30,7 @@ import exifread
 from exifread.core.exceptions import ExifError
 
 from sdaie.exif.container import MalformedHeader, jpeg_exif_block, pillow_format, sniff_format
+from sdaie.exif.heif import heif_exif_block
 
 # Bump when the meaning of a parsed value changes: index caches written by older readers are redone.
 READER_VERSION = 1
@@ -345,9 +346,15 @@ def read_exif_fileobj(fh: BinaryIO, file_size: int) -> ExifResult:
                 return result
             raw, notes = _run_exifread(io.BytesIO(block))
             size = len(block)
-        elif fmt not in ("tiff", "png", "webp", "heif"):
+        elif fmt == "heif":  # our own item lookup: exifread's misses iloc base offsets
+            block = heif_exif_block(fh)
+            if block is None:
+                return result
+            raw, notes = _run_exifread(io.BytesIO(block))
+            size = len(block)
+        elif fmt not in ("tiff", "png", "webp"):
             return result  # GIF, BMP, PPM, ... (recognised by Pillow): no EXIF container
-        else:  # TIFF (the EXIF block is the file), PNG eXIf, WebP, HEIF: exifread locates it
+        else:  # TIFF (the EXIF block is the file), PNG eXIf, WebP: exifread locates it
             fh.seek(0)
             raw, notes = _run_exifread(fh)
             size = file_size

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from sdaie.config import HeadConfig
 from sdaie.data.imageio import ImageLoadError
+from sdaie.data.walk import FolderListing, scan_folder
 from sdaie.exif.crops import centre_crop
 from sdaie.exif.journal import has_crop, is_fresh
 from sdaie.exif.parse import parse_file
@@ -38,6 +39,12 @@ class Task:
     rel: str
     parse: bool
     crop_size: int | None
+
+
+def list_photos(root: Path) -> FolderListing:
+    """The photo files of ``root`` and the non-image files it holds: the walker every command
+    uses (symbolic links followed, loops guarded, other files counted by kind)."""
+    return scan_folder(root)
 
 
 def wants_crop(entry: dict[str, Any], schema: Schema | None) -> bool:

@@ -78,12 +78,13 @@ def tally(entries: dict[str, dict[str, Any]], schema: Schema, crop_size: int | N
 
 
 def summary(root: Path, files: int, parsed: int, crop_size: int | None, schema: Schema,
-            t: Tally) -> dict[str, Any]:
+            t: Tally, ignored: dict[str, int] | None = None) -> dict[str, Any]:
     """The ``summary.json`` document (key order is part of the file format)."""
     n = len(t.lines)
     return {
         "root": str(root),
         "files": files,
+        "ignored": dict(ignored or {}),  # files under root that are not images, by kind
         "indexed": n,
         "skipped": len(t.skipped),
         "parsed_this_run": parsed,
@@ -104,11 +105,12 @@ def summary(root: Path, files: int, parsed: int, crop_size: int | None, schema: 
 
 
 def write_outputs(root: Path, out: Path, entries: dict[str, dict[str, Any]], schema: Schema,
-                  crop_size: int | None, files: int, parsed: int) -> Tally:
+                  crop_size: int | None, files: int, parsed: int,
+                  ignored: dict[str, int] | None = None) -> Tally:
     """Write ``index.jsonl``, ``vocab.json`` and ``summary.json`` atomically; returns the tally."""
     t = tally(entries, schema, crop_size)
     atomic_write_text(out / "index.jsonl", "".join(line + "\n" for line in t.lines))
     atomic_write_text(out / "vocab.json", json.dumps(schema.to_vocab(), indent=1) + "\n")
-    document = summary(root, files, parsed, crop_size, schema, t)
+    document = summary(root, files, parsed, crop_size, schema, t, ignored)
     atomic_write_text(out / "summary.json", json.dumps(document, indent=1) + "\n")
     return t

@@ -24,7 +24,7 @@ from sdaie.models.heads import PretextModel
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sdaie convert", description=__doc__.split("\n\n")[0],
+        prog="sdaie convert", description=__doc__.split("\n\n")[0].replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="official checkpoint (.pth), with or without the 'module.' prefix")
     parser.add_argument("dst", help="output checkpoint in this project's format (.pt)")

@@ -55,9 +55,33 @@ class OneClassGMM:
         return 100.0 * np.searchsorted(ref, np.asarray(scores), side="right") / max(ref.size, 1)
 
 
+def small_training_set(n: int, dim: int, components: int, covariance_type: str) -> str | None:
+    """Why ``n`` training images are too few for this mixture (None if they are enough).
+
+    A component's sample covariance is singular unless it sees more images than the features
+    have dimensions (full: per component; tied: in all; diag and spherical: two per component).
+    Fitted on fewer, the mixture hugs its training images (only ``reg_covar`` keeps it
+    invertible): their log-likelihoods come out far above those of other real images, so the
+    threshold set on them rejects most held-out real photos.
+    """
+    if covariance_type == "tied":
+        have, needed, unit = float(n), dim + 1, "in all"
+    else:
+        have, unit = n / max(components, 1), "per component"
+        needed = dim + 1 if covariance_type == "full" else 2
+    if have >= needed:
+        return None
+    return (f"GMM fitted on {n} images for {components} {covariance_type}-covariance "
+            f"component(s) of {dim}-d features: about {have:.0f} images {unit}, "
+            f"under the {needed} that a non-singular covariance needs. Training "
+            "log-likelihoods are inflated and the threshold will reject most held-out real "
+            "images: use more images, fewer components, covariance_type=diag or a larger "
+            "reg_covar (configs/oc_small_cpu.yaml)")
+
+
 def fit_one_class(features: np.ndarray, components: int = 5, covariance_type: str = "full",
                   init_params: str = "k-means++", random_state: int = 42,
-                  quantile: float = 0.02) -> OneClassGMM:
+                  quantile: float = 0.02, reg_covar: float = 1e-6) -> OneClassGMM:
     """Fit the mixture on real-only features and set the threshold on the same images."""
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < components:
@@ -65,7 +89,8 @@ def fit_one_class(features: np.ndarray, components: int = 5, covariance_type: st
     if not np.isfinite(x).all():
         raise ValueError("features contain NaN or inf")
     gmm = GaussianMixture(n_components=components, covariance_type=covariance_type,
-                          init_params=init_params, random_state=random_state)
+                          init_params=init_params, random_state=random_state,
+                          reg_covar=reg_covar)
     gmm.fit(x)
     scores = gmm.score_samples(x)
     return OneClassGMM(gmm, quantile_threshold(scores, quantile), scores, quantile)

@@ -43,12 +43,12 @@ from sdaie.exif.index import load_index
 from sdaie.metrics import PretextMetrics, pretext_counts
 from sdaie.models import PretextModel
 from sdaie.models.losses import pretext_loss, resolve_rank_loss
-from sdaie.stages.common import run_stage, stage_parser
+from sdaie.stages.checks import check_backbone_train
+from sdaie.stages.common import stage_main, stage_parser
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    return stage_parser("backbone_train", "Pretext (EXIF) training of the SDAIE extractor.",
-                        resume=True)
+    return stage_parser("backbone_train")
 
 
 def photo_split(labels, cfg: Config) -> tuple:
@@ -166,12 +166,14 @@ class PretextTask(TrainingTask):
 
 
 def train(cfg: Config, resume_arg: str | None = None, overwrite: bool = False) -> dict[str, Any]:
-    if not cfg.data.index:
-        raise SystemExit("data.index is not set: build one with `sdaie index PHOTOS --out IDX` "
-                         "and pass data.index=IDX")
+    check_backbone_train(cfg, resume_arg)
     return run_training("backbone_train", cfg, resume_arg, PretextTask, amp=cfg.pretext.amp,
                         tf32=cfg.pretext.tf32, overwrite=overwrite)
 
 
+def execute(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    return train(cfg, args.resume, args.overwrite)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(get_args_parser(), argv, lambda cfg, args: train(cfg, args.resume, args.overwrite))
+    return stage_main("backbone_train", argv)

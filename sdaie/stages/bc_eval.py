@@ -36,11 +36,12 @@ from sdaie.evaluation import PROTOCOL_NOTES, BinarySets, EvalOutput, evaluate, w
 from sdaie.hashing import file_hash
 from sdaie.models import load_binary_detector
 from sdaie.scoring import BinaryScorer
-from sdaie.stages.common import run_stage, stage_parser
+from sdaie.stages.checks import check_bc_eval
+from sdaie.stages.common import stage_main, stage_parser
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    return stage_parser("bc_eval", "Evaluate a binary detector on test sets (full-image patches).")
+    return stage_parser("bc_eval")
 
 
 def check_protocol(ev: EvalConfig) -> None:
@@ -74,10 +75,7 @@ def evaluation_sets(ev: EvalConfig) -> tuple[list[TestSet], list[TestSet], dict[
 
 def run(cfg: Config) -> dict[str, Any]:
     ev = cfg.eval
-    if not ev.checkpoint:
-        raise SystemExit("eval.checkpoint is not set")
-    if not ev.test_root and not ev.wild_dirs:
-        raise SystemExit("set eval.test_root and/or eval.wild_dirs")
+    check_bc_eval(cfg)
     check_protocol(ev)
     test_sets, wild, groups = evaluation_sets(ev)  # before any model is loaded
     output = EvalOutput(cfg.run.out_dir, "bc_eval")
@@ -99,9 +97,14 @@ def run(cfg: Config) -> dict[str, Any]:
     summary = {"stage": "bc_eval", "checkpoint": str(ev.checkpoint), "checkpoint_hash": ckpt_hash,
                "protocol": ev.protocol,
                "results": results.blocks, "wild_unlabelled": results.unlabelled,
+               "ignored": results.ignored,
                "time_s": output.timer.elapsed(), "config": to_dict(cfg), "environment": env}
     return write_results(output, sets, results, notes, summary)
 
 
+def execute(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    return run(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(get_args_parser(), argv, lambda cfg, _args: run(cfg))
+    return stage_main("bc_eval", argv)

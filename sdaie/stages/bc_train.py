@@ -31,6 +31,7 @@ from sdaie.config import Config
 from sdaie.data.labelled import LabelledPatches
 from sdaie.data.loading import EpochBatches, seeded_loader
 from sdaie.data.transforms import AugmentConfig
+from sdaie.data.walk import ignored_text
 from sdaie.engine.checkpointing import check_resumable
 from sdaie.engine.schedule import Schedule
 from sdaie.engine.task import Interval, RunContext, StepOutput, TrainingTask
@@ -38,13 +39,14 @@ from sdaie.engine.trainer import run_training
 from sdaie.engine.validation import quick_validation
 from sdaie.models.checkpoint import binary_from_pretext
 from sdaie.models.losses import binary_loss
-from sdaie.stages.common import run_stage, stage_parser
+from sdaie.stages.checks import check_bc_train
+from sdaie.stages.common import stage_main, stage_parser
 
 MSE_TERMS = ("mse_f1", "mse_f2", "mse_f3", "mse_f4", "mse_f5")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    return stage_parser("bc_train", "Binary (real vs generated) detector training.", resume=True)
+    return stage_parser("bc_train")
 
 
 class WithTaps(nn.Module):
@@ -92,13 +94,16 @@ class BinaryTask(TrainingTask):
         return {"pretext_checkpoint": str(self.bc.pretext_checkpoint)}
 
     def run_facts(self) -> dict[str, Any]:
-        return {"train_images": len(self.train_set), "unlabelled": len(self.train_set.files.unlabelled)}
+        return {"train_images": len(self.train_set), "unlabelled": len(self.train_set.files.unlabelled),
+                "ignored": dict(self.train_set.files.ignored)}
 
     def announce(self, start: int) -> None:
         files, info, log = self.train_set.files, self.run.info, self.run.log
         if info.is_main:
             for p in files.unlabelled[:20]:
                 log.warning("no 0_real/1_fake (or nature/ai) folder on the path, left out: %s", p)
+        if files.ignored and info.is_main:
+            log.info("%s: %s (not images)", self.bc.train_root, ignored_text(files.ignored))
         log.info("%d training images (%d real, %d fake), %d ranks x %d, epochs %d -> %d, device %s",
                  len(self.train_set), files.n_real, files.n_fake, info.world_size,
                  self.bc.batch_size, start, self.bc.epochs, info.device)
@@ -149,12 +154,14 @@ class BinaryTask(TrainingTask):
 
 
 def train(cfg: Config, resume_arg: str | None = None, overwrite: bool = False) -> dict[str, Any]:
-    for key in ("pretext_checkpoint", "train_root"):
-        if not getattr(cfg.binary, key):
-            raise SystemExit(f"binary.{key} is not set")
+    check_bc_train(cfg)
     return run_training("bc_train", cfg, resume_arg, BinaryTask, amp=cfg.binary.amp,
                         overwrite=overwrite)
 
 
+def execute(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    return train(cfg, args.resume, args.overwrite)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(get_args_parser(), argv, lambda cfg, args: train(cfg, args.resume, args.overwrite))
+    return stage_main("bc_train", argv)

@@ -27,24 +27,25 @@ import random
 from pathlib import Path
 from typing import Any
 
-from sdaie.config import PROTOCOLS, Config, OneClassConfig, to_dict
+from sdaie.config import PROTOCOLS, Config, ConfigError, OneClassConfig, to_dict
 from sdaie.data import official
-from sdaie.data.imageio import list_images
 from sdaie.data.testsets import TestSet, discover_sets
+from sdaie.data.walk import scan_folder
 from sdaie.data.transforms import CLEAN, perturbation_list
 from sdaie.device import resolve_device
 from sdaie.evaluation import (PROTOCOL_NOTES, CachedFeatures, EvalOutput, OneClassSets, evaluate,
                               write_results)
 from sdaie.hashing import file_hash
 from sdaie.models import load_extractor
-from sdaie.oneclass.gmm import OneClassGMM, fit_one_class, save_gmm
+from sdaie.oneclass.gmm import OneClassGMM, fit_one_class, save_gmm, small_training_set
 from sdaie.scoring import FeatureCache
 from sdaie.seeding import seed_all
-from sdaie.stages.common import run_stage, stage_parser
+from sdaie.stages.checks import check_oc_main
+from sdaie.stages.common import stage_main, stage_parser
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    return stage_parser("oc_main", "One-class (GMM) detector on pretext features.")
+    return stage_parser("oc_main")
 
 
 def training_files(dirs: list[str], per_dir: int, seed: int, protocol: str = "spec") -> list[Path]:
@@ -56,17 +57,18 @@ def training_files(dirs: list[str], per_dir: int, seed: int, protocol: str = "sp
         return official.training_files(dirs, per_dir, seed)
     out: list[Path] = []
     for d in dirs:
-        files = list_images(d)
+        files = scan_folder(d).images
         if not files:
-            raise FileNotFoundError(f"oneclass.train_dirs: no images under {d}")
+            raise ConfigError(f"oneclass.train_dirs: no image files under {d}")
         random.Random(seed).shuffle(files)
         out += files[:per_dir]
     return out
 
 
 def fit_gmm(oc: OneClassConfig, features: CachedFeatures, output: EvalOutput,
-            ckpt_hash: str) -> tuple[OneClassGMM, int]:
-    """Fit the mixture on the training folders' features, save ``gmm.npz``; (model, n images)."""
+            ckpt_hash: str) -> tuple[OneClassGMM, int, list[str]]:
+    """Fit the mixture on the training folders' features, save ``gmm.npz``; (model, n images,
+    warnings)."""
     paths = training_files(oc.train_dirs, oc.per_dir, oc.shuffle_seed, oc.protocol)
     train = features("_train", paths, [0] * len(paths), CLEAN)
     output.report_skipped("_train", CLEAN, train.skipped)
@@ -76,15 +78,19 @@ def fit_gmm(oc: OneClassConfig, features: CachedFeatures, output: EvalOutput,
                          f"GMM (reasons in {output.skipped_log})")
     output.log.info("fitting a %d-component %s GMM on %d real images (%d-d features)",
                     oc.components, oc.covariance_type, len(train.paths), train.features.shape[1])
+    warning = small_training_set(len(train.paths), train.features.shape[1], oc.components,
+                                 oc.covariance_type)
+    if warning:
+        output.log.warning("%s", warning)
     model = fit_one_class(train.features, oc.components, oc.covariance_type, oc.init_params,
-                          oc.random_state, oc.quantile)
+                          oc.random_state, oc.quantile, oc.reg_covar)
     save_gmm(output.out / "gmm.npz", model, checkpoint=str(oc.checkpoint),
              checkpoint_hash=ckpt_hash, train_dirs=list(oc.train_dirs), n_train=len(train.paths),
              max_patches=oc.max_patches, patch_size=features.extractor.patch_size,
              protocol=oc.protocol)
     output.log.info("threshold %.4f (training log-likelihood quantile %.3f)", model.threshold,
                     oc.quantile)
-    return model, len(train.paths)
+    return model, len(train.paths), [warning] if warning else []
 
 
 def check_protocol(oc: OneClassConfig) -> None:
@@ -107,11 +113,7 @@ def evaluation_sets(oc: OneClassConfig) -> list[TestSet]:
 
 def run(cfg: Config) -> dict[str, Any]:
     oc = cfg.oneclass
-    for key in ("checkpoint", "test_root"):
-        if not getattr(oc, key):
-            raise SystemExit(f"oneclass.{key} is not set")
-    if not oc.train_dirs:
-        raise SystemExit("oneclass.train_dirs is empty: give real-only folders to fit the GMM on")
+    check_oc_main(cfg)
     check_protocol(oc)
     test_sets = evaluation_sets(oc)  # before any model is loaded
     output = EvalOutput(cfg.run.out_dir, "oc_main")
@@ -123,7 +125,7 @@ def run(cfg: Config) -> dict[str, Any]:
     features = CachedFeatures(extractor, cache, oc.max_patches, oc.batch_patches, device,
                               cfg.run.strict, output.log, oc.protocol)
     env = output.begin(cfg, checkpoint=str(oc.checkpoint), checkpoint_sha256_16=ckpt_hash)
-    model, n_train = fit_gmm(oc, features, output, ckpt_hash)
+    model, n_train, warnings = fit_gmm(oc, features, output, ckpt_hash)
     sets = OneClassSets(features, model)
     results = evaluate(sets, test_sets, perturbation_list(oc.perturbations), output)
     if not results.n_scored:
@@ -134,13 +136,20 @@ def run(cfg: Config) -> dict[str, Any]:
              f"{n_train} real images; threshold = training log-likelihood at the "
              f"{oc.quantile:g} quantile ({model.threshold:.4f}); real iff log p > threshold",
              "AP (real+): real images positive, ranked by log-likelihood (official convention); "
-             "AP (fake+) and ROC-AUC rank by minus log-likelihood"]
+             "AP (fake+) and ROC-AUC rank by minus log-likelihood",
+             *(f"warning: {w}" for w in warnings)]
     summary = {"stage": "oc_main", "checkpoint": str(oc.checkpoint), "checkpoint_hash": ckpt_hash,
                "protocol": oc.protocol, "train_images": n_train, "threshold": model.threshold,
+               "warnings": warnings,
                "gmm": str(output.out / "gmm.npz"), "results": results.blocks,
+               "ignored": results.ignored,
                "time_s": output.timer.elapsed(), "config": to_dict(cfg), "environment": env}
     return write_results(output, sets, results, notes, summary)
 
 
+def execute(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    return run(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(get_args_parser(), argv, lambda cfg, _args: run(cfg))
+    return stage_main("oc_main", argv)

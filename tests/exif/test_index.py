@@ -132,3 +132,54 @@ def test_killed_run_journal_is_reused(tmp_path, kit):
         fh.write('{"path": "cam0/img_000.jpg", "by')  # torn line from a killed run
     stats = build_index(photos, out, cfg, workers=1)
     assert stats.parsed == 0 and stats.indexed == 4
+
+
+def test_a_symlinked_folder_indexes_like_the_folder(tmp_path, kit, capsys):
+    photos = tmp_path / "store" / "photos"
+    kit.make_good(photos, 4)
+    (tmp_path / "link").symlink_to(photos, target_is_directory=True)
+    tree = tmp_path / "tree"  # a folder whose sub-folder is a link into the store
+    tree.mkdir()
+    (tree / "cam").symlink_to(photos, target_is_directory=True)
+    assert main([str(photos), "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert main([str(tmp_path / "link"), "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert main([str(tree), "--out", str(tmp_path / "c"), "--no-progress"]) == 0
+    counts = [{k: json.loads((tmp_path / x / "summary.json").read_text())[k]
+               for k in ("files", "indexed", "camera_models")} for x in "abc"]
+    assert counts[0] == counts[1] == counts[2] and counts[0]["indexed"] == 4
+    assert [r["path"] for r in read_jsonl(tmp_path / "c" / "index.jsonl")] == \
+        ["cam/" + r["path"] for r in read_jsonl(tmp_path / "a" / "index.jsonl")]
+
+
+def test_heic_photos_are_indexed_with_their_exif_and_other_files_counted(tmp_path, kit, capsys):
+    from PIL import Image
+
+    from sdaie.data.imageio import register_decoders
+
+    register_decoders()
+    photos = tmp_path / "phone"
+    kit.make_good(photos, 2)
+    rng = np.random.default_rng(0)
+    exif = kit.pillow_exif(Make="Apple", Model="iPhone 15", ISOSpeedRatings=64, FNumber=1.8)
+    for i, fmt in enumerate(("HEIF", "AVIF")):
+        Image.fromarray(rng.integers(0, 256, (64, 80, 3), np.uint8)).save(
+            photos / f"IMG_{i}.{'heic' if fmt == 'HEIF' else 'avif'}", format=fmt,
+            exif=exif.tobytes())
+    (photos / "notes.txt").write_text("x")
+    (photos / "clip.mov").write_bytes(b"x")
+    assert main([str(photos), "--out", str(tmp_path / "idx"), "--no-progress"]) == 0
+    records = {r["path"]: r for r in read_jsonl(tmp_path / "idx" / "index.jsonl")}
+    assert records["IMG_0.heic"]["tags"]["Model"] == "iPhone 15"
+    assert records["IMG_1.avif"]["tags"]["ISOSpeedRatings"] == 64
+    summary = json.loads((tmp_path / "idx" / "summary.json").read_text())
+    assert summary["files"] == 4 and summary["ignored"] == {".txt": 1, ".mov": 1}
+    assert "ignored: 1 .mov, 1 .txt (not images)" in capsys.readouterr().out
+
+
+def test_a_folder_without_images_is_one_line_and_status_2(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.txt").write_text("x")
+    assert main([str(tmp_path / "photos"), "--out", str(tmp_path / "idx")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"sdaie index: error: no image files under "
+                                        f"{tmp_path / 'photos'} (ignored: 1 .txt)"]

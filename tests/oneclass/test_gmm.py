@@ -56,3 +56,37 @@ def test_bad_features_are_refused():
         fit_one_class(np.full((10, 2), np.nan), components=1)
     with pytest.raises(ValueError, match="at least"):
         fit_one_class(np.zeros((3, 2)), components=5)
+
+
+@pytest.mark.parametrize("n, k, cov", [(30, 1, "full"), (31, 1, "full"), (150, 5, "full"),
+                                       (155, 5, "full"), (30, 4, "tied"), (31, 4, "tied"),
+                                       (8, 5, "diag"), (10, 5, "spherical")])
+def test_small_training_set_warning_matches_singular_covariances(n, k, cov):
+    """Reference: the rank of the sample covariance of the images one component gets (numpy)."""
+    from sdaie.oneclass.gmm import small_training_set
+
+    d = 30
+    rng = np.random.default_rng(0)
+    if cov == "full":
+        m = n // k  # images per component when split evenly
+        singular = np.linalg.matrix_rank(np.cov(rng.normal(size=(m, d)), rowvar=False)) < d
+    elif cov == "tied":  # one covariance from all images, around their component means
+        singular = np.linalg.matrix_rank(np.cov(rng.normal(size=(n, d)), rowvar=False)) < d
+    else:  # one variance per dimension (diag) or one per component: two images suffice
+        singular = n // k < 2
+    warning = small_training_set(n, d, k, cov)
+    assert (warning is not None) == bool(singular), (n, k, cov, warning)
+    if warning:
+        assert f"{n} images" in warning and "oc_small_cpu.yaml" in warning
+
+
+def test_the_warning_is_true_held_out_reals_are_rejected():
+    """A 5-component full GMM on 150 30-d images: training scores are inflated, and held-out
+    images of the same distribution fall under the 2 % threshold far more often than 2 %."""
+    rng = np.random.default_rng(1)
+    train, held_out = rng.normal(size=(150, 30)), rng.normal(size=(300, 30))
+    model = fit_one_class(train, components=5, covariance_type="full")
+    rejected = np.mean(model.score(held_out) <= model.threshold)
+    assert rejected > 0.5
+    sane = fit_one_class(train, components=1, covariance_type="diag")
+    assert np.mean(sane.score(held_out) <= sane.threshold) < 0.15

@@ -26,7 +26,7 @@ def _torchrun(mode: str, index_dir: Path, out: Path, timeout_s: int) -> tuple[su
            f"run.dist_timeout_s={timeout_s}"]
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=out.parent, env=subprocess_env(), capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=300)
     return proc, time.monotonic() - start
 
 
@@ -41,7 +41,9 @@ def test_a_rank_that_raises_stops_the_job(index_dir, tmp_path):
 @pytest.mark.slow
 def test_a_stalled_rank_times_out_instead_of_hanging(index_dir, tmp_path):
     proc, seconds = _torchrun("hang", index_dir, tmp_path / "run", timeout_s=3)
-    assert proc.returncode != 0 and seconds < 60
+    # The proof is the "Timed out" line below; the bound only separates "ended" from "hung" and is
+    # loose because two ranks starting torch on a loaded 2-core machine take most of a minute.
+    assert proc.returncode != 0 and seconds < 180
     out = proc.stdout + proc.stderr
     assert "Timed out" in out, out[-3000:]  # rank 0's collective gave up (run.dist_timeout_s)
     assert "rank      : 1" in out and "SIGTERM" in out  # and torchrun stopped the stalled rank

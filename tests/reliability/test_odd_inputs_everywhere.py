@@ -226,7 +226,7 @@ def test_detect_one_row_per_file(mode, zoo, verdicts, tiny_checkpoints, gmm_file
             assert set(row) == {"path", "error"} and row["error"], (f.kind, row)
     err = capsys.readouterr().err
     n_err = sum(not v for v in verdicts.values())
-    assert f"{len(zoo)} files, {len(zoo) - n_err} ok" in err and f"{n_err} errors" in err
+    assert f"{len(zoo)} image files, {len(zoo) - n_err} ok" in err and f"{n_err} errors" in err
     assert "Traceback" not in err
 
 

@@ -21,6 +21,10 @@ import torch
 from .conftest import PYTHON, REPO, TINY_BACKBONE, subprocess_env
 
 SLOW = Path(__file__).with_name("_slow_train.py")
+# ``sdaie ARGS`` in a fresh interpreter; prints whether torch got imported and the exit status
+PROBE = ("import sys; from sdaie.cli import main\ntry:\n    code = main(sys.argv[1:])\n"
+         "except SystemExit as exc:\n    code = exc.code\n"
+         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)")
 STEPS, EVERY = 9, 3
 
 
@@ -59,14 +63,21 @@ def test_a_second_start_into_a_run_folder_is_refused_with_one_line(index_dir, tm
     out = tmp_path / "run"
     assert backbone_train.main(_args(index_dir, out, "pretext.steps=4", "pretext.ckpt_every=2")) == 0
     before = _snapshot(out)
-    proc = subprocess.run([PYTHON, str(REPO / "backbone_train.py"),
+    proc = subprocess.run([PYTHON, "-c", PROBE, "backbone-train",
                            *_args(index_dir, out, "pretext.steps=2")], cwd=tmp_path,
                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
+    assert proc.stdout.split() == ["NO-TORCH", "2"]  # refused before torch was even loaded
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "already holds a run" in lines[0], proc.stderr
     assert "--resume" in lines[0] and "--overwrite" in lines[0]
     assert _snapshot(out) == before  # last.pt byte-identical, and nothing else changed either
+    proc = subprocess.run([PYTHON, str(REPO / "backbone_train.py"),
+                           *_args(index_dir, out, "pretext.steps=2")], cwd=tmp_path,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    script = proc.stderr.strip().splitlines()  # the script too (named by its own program name)
+    assert proc.returncode != 0 and [line.split(": ", 1)[1] for line in script] == [
+        line.split(": ", 1)[1] for line in lines]
+    assert _snapshot(out) == before
 
 
 def _wait(predicate, timeout: float, what: str, *procs: subprocess.Popen) -> None:

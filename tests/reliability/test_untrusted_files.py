@@ -29,7 +29,7 @@ FORBIDDEN_CALLS = {
 FORBIDDEN_BUILTINS = {"eval", "exec", "compile", "__import__"}
 FORBIDDEN_MODULES = {"joblib", "dill", "cloudpickle", "shelve", "marshal"}
 # import_module from a fixed table of module names (sub-commands, lazy exports) only.
-IMPORT_MODULE_ALLOWED = {"sdaie/cli.py", "sdaie/data/__init__.py"}
+IMPORT_MODULE_ALLOWED = {"sdaie/cli.py", "sdaie/data/__init__.py", "sdaie/stages/common.py"}
 
 
 def _dotted(node: ast.AST) -> tuple[str, ...]:
@@ -125,10 +125,11 @@ def marker(tmp_path) -> Path:
     assert not m.exists(), "a malicious payload was executed"
 
 
-def _evil_checkpoint(path: Path, marker: Path, zip_format: bool = True) -> Path:
+def _evil_checkpoint(path: Path, marker: Path, zip_format: bool = True,
+                     kind: str = "binary") -> Path:
     from sdaie.config import Config, to_dict
 
-    payload = {"format": "sdaie", "version": 1, "kind": "binary", "state_dict": {},
+    payload = {"format": "sdaie", "version": 1, "kind": kind, "state_dict": {},
                "config": to_dict(Config()), "schema": None, "optimizer": _Payload(marker)}
     torch.save(payload, path, _use_new_zipfile_serialization=zip_format)
     return path
@@ -147,6 +148,15 @@ def test_malicious_checkpoint_is_refused_by_every_loader(tmp_path, marker, zip_f
         with pytest.raises(CheckpointError, match=r"evil\.pt: cannot be read with "
                                                   r"torch\.load\(weights_only=True\)"):
             loader(evil)
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_checkpoint_kind_peek_never_runs_a_payload(tmp_path, marker, zip_format):
+    """The stages' torch-free look at a checkpoint's kind reads the pickle with inert classes."""
+    from sdaie.checkpoint_kind import peek_kind
+
+    evil = _evil_checkpoint(tmp_path / "evil.pt", marker, zip_format)
+    assert peek_kind(evil) == ("binary" if zip_format else None)
 
 
 def test_malicious_checkpoint_in_the_command_line_tools(tmp_path, marker, capsys):
@@ -169,11 +179,17 @@ def test_malicious_checkpoint_in_the_stages(zoo, tmp_path, marker):
     from sdaie.stages import bc_eval, bc_train, oc_main
 
     evil = _evil_checkpoint(tmp_path / "evil.pt", marker)
-    data = str(zoo[0].path.parent)
+    evil_pretext = _evil_checkpoint(tmp_path / "evil_pretext.pt", marker, kind="pretext")
+    root = tmp_path / "data"  # a valid test tree, so the checkpoint is what stops each stage
+    for label in ("0_real", "1_fake"):
+        (root / "set" / label).mkdir(parents=True)
+        os.symlink(zoo[0].path, root / "set" / label / zoo[0].path.name)
+    data, real = str(root), str(root / "set" / "0_real")
     runs = [(bc_eval.main, [f"eval.checkpoint={evil}", f"eval.test_root={data}"]),
-            (oc_main.main, [f"oneclass.checkpoint={evil}", f"oneclass.train_dirs=[{data}]",
+            (oc_main.main, [f"oneclass.checkpoint={evil_pretext}", f"oneclass.train_dirs=[{real}]",
                             f"oneclass.test_root={data}"]),
-            (bc_train.main, [f"binary.pretext_checkpoint={evil}", f"binary.train_root={data}"])]
+            (bc_train.main, [f"binary.pretext_checkpoint={evil_pretext}",
+                             f"binary.train_root={data}/set"])]
     for main, args in runs:
         with pytest.raises(SystemExit, match="checkpoint error: .*weights_only"):
             main(["run.device=cpu", f"run.out_dir={tmp_path / 'run'}", *args])

@@ -120,7 +120,7 @@ def test_a_training_step_reads_nothing_back_to_the_host(tiny_world, tmp_path, ho
 
 
 def test_missing_index_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="data.index"):
+    with pytest.raises(SystemExit, match="data.index is not set"):
         backbone_train.main(["--config", str(TINY / "backbone.yaml"), f"run.out_dir={tmp_path}"])
 
 

@@ -65,7 +65,20 @@ def test_cli_help(command, capsys):
 @pytest.mark.parametrize("script", ["backbone_train.py", "oc_main.py", "bc_train.py", "bc_eval.py"])
 def test_root_wrappers_are_importable_without_running(script):
     namespace = runpy.run_path(str(REPO / script), run_name="not_main")
-    assert callable(namespace["main"])
+    assert callable(namespace["stage_main"])
+
+
+def test_the_small_cpu_config_fits_a_few_hundred_photos():
+    """configs/oc_small_cpu.yaml: no small-set warning for 170 photos of the tiny backbone's
+    36-d features, where the spec's 5 full components get one."""
+    from sdaie.oneclass.gmm import small_training_set
+
+    cfg = load_config(CONFIGS / "oc_small_cpu.yaml")
+    dim = cfg.model.width * (cfg.model.width + 1) // 2  # the upper triangle of the covariance
+    oc = cfg.oneclass
+    assert dim == 36 and oc.quantile == Config().oneclass.quantile
+    assert small_training_set(170, dim, oc.components, oc.covariance_type) is None
+    assert small_training_set(170, dim, 5, "full") is not None
 
 
 def test_paper_reproduction_configs_name_what_they_use():

@@ -1,0 +1,110 @@
+"""One policy for cut files, and HEIC/AVIF decoding, checked on files generated here.
+
+Cut files: the same file gets the same decision and the same reason text from the loader (used by
+training, both evaluations and detect) and from the index's header pass.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, features
+
+from sdaie.data.completeness import incomplete_reason
+from sdaie.data.imageio import ImageLoadError, load_image, register_decoders
+from sdaie.exif.parse import parse_file
+
+
+def _pixels(seed: int = 0, h: int = 48, w: int = 64) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8))
+
+
+def _encoded(fmt: str, **kw) -> bytes:
+    register_decoders()
+    buf = io.BytesIO()
+    _pixels().save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+FORMATS = {"JPEG": dict(quality=90), "PNG": {}, "WEBP": dict(quality=90),
+           "HEIF": dict(quality=90), "AVIF": dict(quality=90)}
+
+
+def test_the_locked_pillow_decodes_avif_and_pillow_heif_heif():
+    assert features.check("avif")  # AVIF comes from Pillow's own wheels
+    assert register_decoders()  # HEIF/HEIC from pillow-heif
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_complete_files_decode_and_pass_the_check(fmt, tmp_path):
+    data = _encoded(fmt, **FORMATS[fmt])
+    assert incomplete_reason(io.BytesIO(data)) is None
+    path = tmp_path / f"x.{fmt.lower()}"
+    path.write_bytes(data)
+    img = load_image(path)
+    assert img.mode == "RGB" and img.size == (64, 48)
+    if fmt in ("PNG",):  # lossless: the very pixels
+        assert np.array_equal(np.asarray(img), np.asarray(_pixels()))
+
+
+@pytest.mark.parametrize("fmt, cut, reason", [
+    ("JPEG", 2, "truncated: no JPEG end-of-image marker after the image data"),
+    ("JPEG", 300, "truncated: no JPEG end-of-image marker after the image data"),
+    ("PNG", 12, "truncated: no PNG IEND chunk"),
+    ("WEBP", 40, "truncated: WebP file has"),
+    ("HEIF", 50, "truncated: HEIF box 'mdat' runs past the end of the file"),
+    ("AVIF", 50, "truncated: HEIF box 'mdat' runs past the end of the file"),
+])
+def test_a_cut_file_gets_one_decision_everywhere(fmt, cut, reason, tmp_path):
+    data = _encoded(fmt, **FORMATS[fmt])
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(data[:-cut])
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path)  # training loaders, oc/bc evaluation, detect
+    assert str(info.value).startswith(reason)
+    assert parse_file(path)["error"] == str(info.value)  # the index: same text
+
+
+def test_jpeg_missing_only_its_end_marker_decodes_in_pillow_but_is_refused(tmp_path):
+    """The case the policy is for: libjpeg fills the missing end and Pillow returns an image."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (100, 100, 100)).save(buf, format="JPEG", quality=90)
+    data = buf.getvalue()[:-2]
+    Image.open(io.BytesIO(data)).load()  # Pillow alone accepts it (a flat image: no data lost)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data)
+    with pytest.raises(ImageLoadError, match="no JPEG end-of-image marker"):
+        load_image(path)
+
+
+def test_heic_and_avif_exif_is_read(tmp_path):
+    from sdaie.exif.reader import read_exif
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Apple", "iPhone 13"
+    sub = exif.get_ifd(0x8769)
+    sub[0x8827], sub[0x829D], sub[0x920A] = 400, 1.5, 5.7
+    register_decoders()
+    for fmt in ("HEIF", "AVIF"):
+        path = tmp_path / f"p.{fmt.lower()}"
+        _pixels().save(path, format=fmt, exif=exif.tobytes(), quality=90)
+        result = read_exif(path)
+        assert result.error is None and result.format == "heif"
+        assert result.tags == {"Make": "Apple", "Model": "iPhone 13", "ISOSpeedRatings": 400,
+                               "FNumber": 1.5, "FocalLength": 5.7}
+
+
+def test_heif_item_reader_follows_the_base_offset(tmp_path):
+    """libheif writes iloc base offsets, which exifread's own HEIF walker ignores."""
+    from sdaie.exif.heif import heif_exif_block
+
+    exif = Image.Exif()
+    exif[0x010F] = "Make"
+    register_decoders()
+    path = tmp_path / "p.heic"
+    _pixels().save(path, format="HEIF", exif=exif.tobytes())
+    with open(path, "rb") as fh:
+        block = heif_exif_block(fh)
+    assert block[:4] in (b"MM\x00*", b"II*\x00")
+    assert Path(path).read_bytes().find(block) > 0
