@@ -21,12 +21,19 @@ stages do it (:mod:`sdaie.scoring`): all grid patches of the full image, no EXIF
 transposed zero-padded centre crop, floored resize sizes, their patch caps); one-class detectors
 default to the protocol their GMM was fitted under. ``perturbation`` (``jpeg=95``, ``blur=1.0``,
 ``resize=0.5``) is applied to every image before tiling, as in the robustness tables.
+
+``score(x, patches=True)`` also scores every patch in the same pass (:mod:`sdaie.patch_scoring`;
+``stride``, ``context``, ``window`` as in ``sdaie detect --heatmap``) and adds
+:data:`PATCH_COLUMNS`: ``patch_share`` (share of patches flagged), ``regions`` (connected flagged
+patches: pixel box, patch count, peak score), ``partly_generated`` and ``heatmap``, the
+:class:`~sdaie.heatmaps.PatchMap` (``render_overlay`` in :mod:`sdaie.overlay` draws it).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -44,7 +51,9 @@ from sdaie.hashing import file_hash
 from sdaie.labels import FAKE as FAKE_LABEL
 from sdaie.labels import NAMES, REAL as REAL_LABEL
 from sdaie.models import CheckpointError, load_binary_detector, load_extractor
+from sdaie.heatmaps import PARTIAL_SHARE, PatchMap
 from sdaie.oneclass.gmm import OneClassGMM, load_gmm
+from sdaie.patch_scoring import LatticeTiling, MapSpec, score_with_maps
 from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, ImageScore, Scorer, Tiling
 
 REAL, FAKE = NAMES[REAL_LABEL], NAMES[FAKE_LABEL]  # the words rows print
@@ -52,6 +61,7 @@ COLUMNS = {  # row keys per mode, in order (the CSV columns of ``sdaie detect``)
     "bc": ("path", "p_fake", "label", "patches", "seconds", "error"),
     "oc": ("path", "log_likelihood", "percentile", "label", "patches", "seconds", "error"),
 }
+PATCH_COLUMNS = ("patch_share", "regions", "partly_generated")  # rows of score(patches=True)
 ImageInput = Union[str, Path, Image.Image, torch.Tensor, np.ndarray]
 
 
@@ -186,6 +196,8 @@ class Detector:
         self.decision = decision
         self.tiling = Tiling(scorer.patch_size, max_patches, perturbation, protocol)
         self.gmm_train_images = gmm_train_images
+        # per-context patch thresholds (one-class: calibrated by oc_main); else the image's
+        self.patch_thresholds: dict[str, float] = {}
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, gmm: str | Path | None = None, *,
@@ -220,9 +232,11 @@ class Detector:
                     if "pretext checkpoint, not a binary" in str(exc) else "")
             raise SetupError(f"{exc}{hint}") from exc
         cap, protocol, pert = _tiling("oc", max_patches, protocol, perturbation, meta)
-        return cls("oc", scorer, Decision(model.threshold if threshold is None else threshold,
-                                          False), cap, int(model.train_scores.size),
-                   protocol=protocol, perturbation=pert)
+        det = cls("oc", scorer, Decision(model.threshold if threshold is None else threshold,
+                                         False), cap, int(model.train_scores.size),
+                  protocol=protocol, perturbation=pert)
+        det.patch_thresholds = dict(model.patch_thresholds)
+        return det
 
     @property
     def threshold(self) -> float:
@@ -244,40 +258,74 @@ class Detector:
     def columns(self) -> tuple[str, ...]:
         return COLUMNS[self.mode]
 
-    def score(self, x: ImageInput | Sequence[ImageInput]) -> dict[str, Any] | list[dict[str, Any]]:
+    def score(self, x: ImageInput | Sequence[ImageInput], patches: bool = False, *,
+              stride: int | None = None, context: str | None = None, window: int = 3,
+              min_region: int = 1) -> dict[str, Any] | list[dict[str, Any]]:
         """One row for one image (a file path, a PIL image, a 3-D tensor or array); a list of
         rows for a list, a folder (image files below it, recursively) or a glob pattern.
 
         A list of paths is expanded as ``sdaie detect`` expands its arguments (each file once).
-        Raises ``ValueError`` for a tensor or array that is not an image (see :func:`to_image`).
+        ``patches=True``: rows gain the heatmap fields (module docstring); ``stride`` defaults
+        to the patch size, ``context`` to the detector's default, regions need ``min_region``
+        patches. Raises ``ValueError`` for a tensor or array that is not an image (see
+        :func:`to_image`) or a heatmap option that cannot work.
         """
+        maps = self.map_spec(stride, context, window, min_region) if patches else None
         if isinstance(x, (str, Path)):
-            rows = [self.score_target(t) for t in expand_inputs([x])]
+            rows = [self.score_target(t, maps) for t in expand_inputs([x])]
             many = Path(x).is_dir() or (not Path(x).exists() and is_glob(x))
             return rows if many else rows[0]
         if isinstance(x, (Image.Image, torch.Tensor, np.ndarray)):
-            return self.score_image(x)
+            return self.score_image(x, maps=maps)
         if all(isinstance(item, (str, Path)) for item in x):
-            return [self.score_target(t) for t in expand_inputs(x)]
-        return [row for item in x for row in _as_list(self.score(item))]
+            return [self.score_target(t, maps) for t in expand_inputs(x)]
+        return [row for item in x for row in _as_list(self.score(
+            item, patches, stride=stride, context=context, window=window, min_region=min_region))]
 
-    def score_target(self, target: Target) -> dict[str, Any]:
-        """The row of one input of :func:`expand_inputs`."""
+    def map_spec(self, stride: int | None = None, context: str | None = None, window: int = 3,
+                 min_region: int = 1) -> "HeatmapRequest":
+        """The checked heatmap options (``ValueError`` names the one that cannot work)."""
+        if min_region < 1:
+            raise ValueError(f"min_region must be >= 1, got {min_region}")
+        spec = MapSpec.default(self.mode, stride, (context,) if context else (), window)
+        return HeatmapRequest(spec.checked(self.scorer.patch_size), min_region)
+
+    def score_target(self, target: Target, maps: "HeatmapRequest | None" = None,
+                     sink: "MapSink | None" = None) -> dict[str, Any]:
+        """The row of one input of :func:`expand_inputs`; with ``maps``, ``sink(image, row)`` is
+        called with the decoded image once the row holds its heatmap (``sdaie detect`` writes
+        the overlay there without decoding the file again)."""
         if target.error:
             return {"path": target.path, "error": target.error}
-        return self._row(target.path, lambda: load_image(target.path))
+        return self._row(target.path, lambda: load_image(target.path), maps, sink)
 
     def score_image(self, image: Image.Image | torch.Tensor | np.ndarray,
-                    path: str | None = None) -> dict[str, Any]:
+                    path: str | None = None, maps: "HeatmapRequest | None" = None) -> dict[str, Any]:
         """The row of an in-memory image (``path`` None unless given)."""
         img = to_image(image)
-        return self._row(path, lambda: img)
+        return self._row(path, lambda: img, maps)
 
-    def _row(self, path: str | None, read: Callable[[], Image.Image]) -> dict[str, Any]:
+    def _score(self, img: Image.Image, maps: "HeatmapRequest | None",
+               ) -> tuple[ImageScore, PatchMap | None, Image.Image]:
+        """(result, map or None, the image as scored: after the perturbation, which is the
+        image the map's boxes refer to)."""
+        if maps is None:
+            return self.scorer(self.tiling(img)), None, img
+        spec = maps.spec
+        scored = self.tiling.perturbation(img, self.tiling.protocol)
+        tiling = LatticeTiling(self.scorer.patch_size, self.max_patches,
+                               spec.stride or self.scorer.patch_size, protocol=self.tiling.protocol)
+        result, pms = score_with_maps(self.scorer, *tiling(scored), self.decision, spec,
+                                      self.patch_thresholds)
+        return result, pms[spec.contexts[0]], scored
+
+    def _row(self, path: str | None, read: Callable[[], Image.Image],
+             maps: "HeatmapRequest | None" = None,
+             sink: "MapSink | None" = None) -> dict[str, Any]:
         """Read, tile, score: the row, or ``{"path", "error"}`` with the reason."""
         start = time.perf_counter()
         try:
-            result = self.scorer(self.tiling(read()))
+            result, pm, img = self._score(read(), maps)
         except ImageLoadError as exc:
             return {"path": path, "error": str(exc)}
         except _oom_errors() as exc:
@@ -288,6 +336,10 @@ class Detector:
         if problem:
             return {"path": path, "error": problem}
         row = {"path": path, **self._fields(result)}
+        if pm is not None and maps is not None:
+            row.update(map_fields(pm, maps.min_region))
+            if sink is not None:
+                sink(img, row)
         row["seconds"] = round(time.perf_counter() - start, 4)
         return row
 
@@ -302,6 +354,29 @@ class Detector:
         fields["label"] = FAKE if bool(self.decision.predict_fake(value)) else REAL
         fields["patches"] = r.n_patches
         return fields
+
+
+@dataclass(frozen=True)
+class HeatmapRequest:
+    """Heatmap options of a scoring call: what to compute, and the smallest region reported."""
+
+    spec: MapSpec
+    min_region: int = 1
+
+
+MapSink = Callable[[Image.Image, dict[str, Any]], None]
+
+
+def map_fields(pm: PatchMap, min_region: int = 1) -> dict[str, Any]:
+    """The row fields of a heatmap: flagged share, regions, "partly generated", the map.
+
+    Partly generated: at least one region, and under :data:`~sdaie.heatmaps.PARTIAL_SHARE` of
+    the patches flagged (more than that reads as a generated image, not a changed region).
+    """
+    regions = pm.regions(min_region)
+    share = pm.share_flagged()
+    return {"patch_share": round(share, 4), "regions": [r.as_dict() for r in regions],
+            "partly_generated": bool(regions) and share < PARTIAL_SHARE, "heatmap": pm}
 
 
 def _as_list(r: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -220,6 +220,27 @@ class EvalConfig:
     protocol: str = "spec"  # "spec" (paper as written) | "official" (authors' code, quirks included)
 
 
+PATCH_CONTEXTS = ("window", "alone", "image")  # how a heatmap scores a patch (models/patchwise.py)
+
+
+@dataclass
+class LocalisationConfig:
+    """Heatmaps evaluated against ground-truth masks (docs/heatmaps.md); read by oc_main and
+    bc_eval. The paper has no localisation: every value here is our choice."""
+
+    # Spliced sets: <root>/images/<set>/{0_real,1_fake}/..., masks at <root>/masks/<set>/<same
+    # relative path>.png (non-zero = generated); empty: no localisation evaluation.
+    root: str = ""
+    sets: list[str] = field(default_factory=list)  # empty = every set under <root>/images
+    stride: int = 0  # patch lattice step in pixels; 0 = the patch size (the evaluation grid)
+    contexts: list[str] = field(default_factory=list)  # alone|window|image; empty = all three
+    window: int = 3  # side, in patches, of the "window" context
+    min_cover: float = 0.5  # a patch counts as generated when this share of it is (by the mask)
+    # One-class: real training images (spread over the GMM's training list) whose patch
+    # log-likelihoods set the patch threshold at oneclass.quantile; 0 = the image threshold.
+    calibration_images: int = 500
+
+
 @dataclass
 class RunConfig:
     out_dir: str = "runs/default"
@@ -243,6 +264,7 @@ class Config:
     oneclass: OneClassConfig = field(default_factory=OneClassConfig)
     binary: BinaryConfig = field(default_factory=BinaryConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    localisation: LocalisationConfig = field(default_factory=LocalisationConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,6 +475,11 @@ RULES: dict[str, Rule] = {
     "eval.max_patches": _at_least(1), "eval.batch_patches": _at_least(1),
     "eval.threshold": _share(),
     "oneclass.protocol": _one_of(*PROTOCOLS), "eval.protocol": _one_of(*PROTOCOLS),
+    "localisation.stride": _at_least(0), "localisation.window": _at_least(1),
+    "localisation.contexts": ((lambda v: all(c in PATCH_CONTEXTS for c in v)),
+                              "a list of " + ", ".join(PATCH_CONTEXTS)),
+    "localisation.min_cover": ((lambda v: 0 < v <= 1), "a number in (0, 1]"),
+    "localisation.calibration_images": _at_least(0),
 }
 
 

@@ -33,6 +33,13 @@ twice is scored once. Rows go to ``--out`` (``.jsonl`` or ``.csv``, written as t
 interrupted run keeps its rows) or to stdout as JSON lines; a progress bar, a summary line and a
 short summary table go to stderr.
 
+``--heatmap DIR`` also scores every patch in the same pass (``--stride``, ``--context``,
+``--window``; docs/heatmaps.md) and writes, per image, ``DIR/<relative path>.heatmap.png`` (the
+overlay: colour scale with its legend, threshold marked, flagged regions outlined) and
+``.heatmap.npz`` (scores, patch boxes, stride, detector); rows gain ``patch_share``, ``regions``,
+``partly_generated`` and the two file paths. Paths under DIR mirror the inputs below their
+common folder.
+
 Exit status: 0 if at least one image was scored, 1 if none was (or ``--strict`` met an unusable
 file), 2 for a checkpoint, GMM, option or input that cannot be used (one line on stderr; found
 before torch is imported wherever it can be: paths, option ranges, checkpoint kinds, inputs
@@ -54,7 +61,7 @@ from typing import IO, Any
 
 from sdaie import labels
 from sdaie.checkpoint_kind import peek_kind
-from sdaie.config import PROTOCOLS, EvalConfig, OneClassConfig
+from sdaie.config import PATCH_CONTEXTS, PROTOCOLS, EvalConfig, OneClassConfig
 from sdaie.data.inputs import Inputs, collect_inputs
 from sdaie.data.transforms import parse_perturbation
 from sdaie.data.walk import ignored_text
@@ -62,6 +69,7 @@ from sdaie.labels import NAMES
 
 REAL, FAKE = NAMES[labels.REAL], NAMES[labels.FAKE]  # the words rows print
 MODES = ("bc", "oc")
+HEATMAP_FILES = ("heatmap_png", "heatmap_npz")
 OUT_FORMATS = (".jsonl", ".csv")
 
 
@@ -98,6 +106,19 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="perturb every image first: jpeg=Q, blur=SIGMA or resize=S (e.g. jpeg=95, "
                         "blur=1.0, resize=0.5, the robustness conditions)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    h = p.add_argument_group("heatmaps (docs/heatmaps.md)")
+    h.add_argument("--heatmap", metavar="DIR", default=None,
+                   help="write an overlay PNG and the raw patch grid (.npz) per image into DIR")
+    h.add_argument("--stride", type=int, default=None,
+                   help="pixels between heatmap patches, dividing the patch size (default: the "
+                        "patch size, i.e. the evaluation grid; e.g. 32 for 64-px patches)")
+    h.add_argument("--context", choices=PATCH_CONTEXTS, default=None,
+                   help="how a patch is scored on its own: alone (N = 1), window (with its "
+                        "grid neighbours) or image (among all patches); default: bc alone, "
+                        "oc window (the measured choice)")
+    h.add_argument("--window", type=int, default=3, help="window side in patches (3)")
+    h.add_argument("--min-region", type=int, default=1,
+                   help="flagged patches a region needs to be reported (1)")
     p.add_argument("--strict", action="store_true", help="stop at the first unusable file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -122,6 +143,12 @@ def check_options(args: argparse.Namespace) -> str:
         return "--mode bc needs --checkpoint (the binary detector)"
     if mode == "oc" and not args.gmm:
         return "--mode oc needs --gmm (the gmm.npz written by oc_main)"
+    if not args.heatmap and (args.stride is not None or args.context is not None):
+        return "--stride and --context shape the heatmaps: add --heatmap DIR"
+    if args.window < 1 or args.min_region < 1 or (args.stride is not None and args.stride < 1):
+        return "--stride, --window and --min-region must be >= 1"
+    if args.heatmap and Path(args.heatmap).exists() and not Path(args.heatmap).is_dir():
+        return f"--heatmap {args.heatmap} is a file; give a folder for the overlays"
     if args.perturbation is not None:
         try:
             parse_perturbation(args.perturbation)
@@ -166,7 +193,8 @@ class RowWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         if self.csv is not None:
-            self.csv.writerow(row)
+            self.csv.writerow({k: json.dumps(v) if isinstance(v, list) else v
+                               for k, v in row.items()})
         else:
             self.fh.write(json.dumps(row) + "\n")
         self.fh.flush()
@@ -210,6 +238,55 @@ def summary_line(s: dict[str, Any], mode: str, out: str | None) -> str:
             f"{s['images_per_s']:.2f} images/s{where}")
 
 
+class HeatmapFiles:
+    """``sdaie detect --heatmap DIR``: where each image's overlay and grid go (its path below the
+    inputs' common folder, plus ``.heatmap.png`` / ``.heatmap.npz``), and the sink that writes
+    them as rows are scored."""
+
+    def __init__(self, out: str | Path, paths: Sequence[str], min_region: int) -> None:
+        self.out = Path(out)
+        self.min_region = min_region
+        parents = [str(Path(p).resolve().parent) for p in paths]
+        self.root = Path(os.path.commonpath(parents)) if parents else Path(".")
+
+    def files(self, path: str | None) -> tuple[Path, Path]:
+        rel = Path(path).resolve().relative_to(self.root) if path else Path("image")
+        return (self.out / f"{rel}.heatmap.png", self.out / f"{rel}.heatmap.npz")
+
+    def __call__(self, img: Any, row: dict[str, Any]) -> None:
+        # reason: the overlay renderer imports torch through the heatmap module
+        from sdaie.overlay import write_heatmap
+
+        png, npz = self.files(row["path"])
+        pm = row["heatmap"]
+        write_heatmap(img, pm, pm.regions(self.min_region), png, npz, image=row["path"],
+                      image_label=row["label"], patch_share=row["patch_share"])
+        row["heatmap_png"], row["heatmap_npz"] = str(png), str(npz)
+
+
+def _heatmaps(det: Any, args: argparse.Namespace, targets: Sequence[Any]) -> tuple[Any, Any]:
+    """(request, sink) of ``--heatmap``, or (None, None); SetupError for options that cannot
+    work with this detector."""
+    from sdaie.api import SetupError  # reason: torch stays out of 'sdaie detect --help'
+
+    if not args.heatmap:
+        return None, None
+    try:
+        request = det.map_spec(args.stride, args.context, args.window, args.min_region)
+    except ValueError as exc:
+        raise SetupError(f"--heatmap: {exc}") from None
+    files = HeatmapFiles(args.heatmap, [t.path for t in targets if not t.error],
+                         args.min_region)
+    return request, files
+
+
+def _columns(det: Any, heatmaps: bool) -> tuple[str, ...]:
+    from sdaie.api import PATCH_COLUMNS  # reason: torch stays out of 'sdaie detect --help'
+
+    cols = det.columns
+    return (*cols[:-2], *PATCH_COLUMNS, *HEATMAP_FILES, *cols[-2:]) if heatmaps else cols
+
+
 def summary_table(s: dict[str, Any]) -> str:
     """The short Markdown table ``sdaie detect`` ends with (on stderr)."""
     rows = [("image files", s["files"]), ("scored", s["ok"]), (FAKE, s["ai_generated"]),
@@ -247,12 +324,14 @@ def run(args: argparse.Namespace, inputs: Inputs | None = None
                         batch_patches=args.batch_patches, max_patches=args.max_patches or None,
                         threshold=args.threshold, protocol=args.protocol,
                         perturbation=args.perturbation)
+    request, sink = _heatmaps(det, args, inputs.targets)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    with open_output(args.out, det.columns) as writer:
+    with open_output(args.out, _columns(det, request is not None)) as writer:
         for t in tqdm(inputs.targets, desc="detect", unit="img", file=sys.stderr,
                       disable=True if args.no_progress else None):
-            row = det.score_target(t)
+            row = det.score_target(t, request, sink)
+            row.pop("heatmap", None)
             writer.write(row)
             rows.append(row)
             if args.strict and "error" in row:
@@ -261,7 +340,26 @@ def run(args: argparse.Namespace, inputs: Inputs | None = None
              "protocol": det.protocol, "perturbation": det.perturbation.spec}
     if det.gmm_train_images is not None:
         facts["gmm_train_images"] = det.gmm_train_images
+    if request is not None:
+        facts.update(heatmap_facts(det, request, rows, args.heatmap))
     return rows, {**summarize(rows, time.perf_counter() - start, inputs), **facts}
+
+
+def heatmap_facts(det: Any, request: Any, rows: Sequence[dict[str, Any]],
+                  out: str) -> dict[str, Any]:
+    """Summary entries of ``--heatmap``; says so when one-class patch thresholds fall back to
+    the image's (a GMM from before calibration, or ``localisation.calibration_images=0``)."""
+    context = request.spec.contexts[0]
+    facts: dict[str, Any] = {
+        "heatmaps": sum("heatmap_png" in r for r in rows), "heatmap_dir": out,
+        "context": context, "stride": request.spec.stride or det.scorer.patch_size,
+        "partly_generated": sum(bool(r.get("partly_generated")) for r in rows),
+        "patch_threshold": det.patch_thresholds.get(context, det.threshold)}
+    if det.mode == "oc" and context not in det.patch_thresholds:
+        facts["note"] = ("the GMM has no calibrated patch threshold for this context: patches "
+                         "are judged by the image threshold, which flags many real patches "
+                         "(re-run oc_main to calibrate)")
+    return facts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,6 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(summary_line(summary, summary["mode"], args.out), file=sys.stderr)
     print(summary_table(summary), file=sys.stderr)
+    if "heatmaps" in summary:
+        print(f"sdaie detect: {summary['heatmaps']} heatmaps ({summary['context']}, stride "
+              f"{summary['stride']} px, patch threshold {summary['patch_threshold']:.4g}) in "
+              f"{summary['heatmap_dir']}; {summary['partly_generated']} partly generated",
+              file=sys.stderr)
+        if "note" in summary:
+            print(f"sdaie detect: note: {summary['note']}", file=sys.stderr)
     if args.strict and summary["errors"]:
         bad = next(r for r in rows if "error" in r)
         print(f"sdaie detect: --strict: stopped at {bad['path']}: {bad['error']}", file=sys.stderr)

@@ -209,3 +209,48 @@ def heldout_metrics(outputs: Sequence[torch.Tensor], labels: torch.Tensor,
                          "baseline": int(freq.max()) / n if n else math.nan,
                          "majority_class": int(freq.argmax()) if n else None}
     return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Localisation (heatmaps against ground-truth masks)
+# --------------------------------------------------------------------------------------------
+
+
+def mask_coverage(mask: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Share of each box ``(x0, y0, x1, y1)`` whose pixels are set in ``mask`` ``[H, W]``.
+
+    A box's pixels outside the image (padding) count as not set, so the share is always over
+    the full box area. Summed-area table: exact, one pass over the mask.
+    """
+    m = np.asarray(mask, dtype=bool)
+    h, w = m.shape
+    table = np.zeros((h + 1, w + 1), np.int64)
+    table[1:, 1:] = m.cumsum(0).cumsum(1)
+    b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    x0, y0 = np.clip(b[:, 0], 0, w), np.clip(b[:, 1], 0, h)
+    x1, y1 = np.clip(b[:, 2], 0, w), np.clip(b[:, 3], 0, h)
+    inside = table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1)
+    return inside / area
+
+
+def patch_labels(mask: np.ndarray, boxes: np.ndarray, min_cover: float = 0.5) -> np.ndarray:
+    """1 for a patch at least ``min_cover`` generated (by the mask), else 0."""
+    return (mask_coverage(mask, boxes) >= min_cover).astype(np.int64)
+
+
+def overlap_scores(predicted: np.ndarray, truth: np.ndarray,
+                   valid: np.ndarray | None = None) -> tuple[float, float]:
+    """(F1, IoU) of a predicted pixel mask against the true one, over the ``valid`` pixels.
+
+    Both empty: (1, 1), nothing to find and nothing claimed; one empty: (0, 0).
+    """
+    p, t = np.asarray(predicted, dtype=bool), np.asarray(truth, dtype=bool)
+    if valid is not None:
+        v = np.asarray(valid, dtype=bool)
+        p, t = p[v], t[v]
+    tp = int(np.sum(p & t))
+    fp, fn = int(np.sum(p & ~t)), int(np.sum(~p & t))
+    if tp + fp + fn == 0:
+        return 1.0, 1.0
+    return 2 * tp / (2 * tp + fp + fn), tp / (tp + fp + fn)

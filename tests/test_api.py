@@ -185,3 +185,84 @@ def test_protocol_and_perturbation_choices(kit, tmp_path):
                        ({"protocol": "official", "max_patches": 6}, "max_patches=6")):
         with pytest.raises(SetupError, match=match):
             Detector.load(kit["bc"], device="cpu", **bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Heatmaps: score(patches=True) and sdaie detect --heatmap
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["bc", "oc"])
+def test_patch_rows_keep_the_image_fields_and_add_the_map(mode, kit):
+    det = (Detector.load(kit["bc"], device="cpu") if mode == "bc"
+           else Detector.load(gmm=kit["gmm"], device="cpu"))
+    f = kit["files"][2]
+    plain = det.score(f)
+    row = det.score(f, patches=True, stride=PATCH // 2)
+    same = {k: v for k, v in row.items() if k in plain and k != "seconds"}
+    assert same == {k: v for k, v in plain.items() if k != "seconds"}
+    pm = row["heatmap"]
+    assert pm.detector == mode and pm.grid.stride == PATCH // 2
+    assert pm.context == ("alone" if mode == "bc" else "window")
+    assert row["patch_share"] == pytest.approx(pm.share_flagged(), abs=1e-4)
+    assert row["regions"] == [r.as_dict() for r in pm.regions()]
+    assert row["partly_generated"] == (bool(row["regions"]) and pm.share_flagged() < 0.5)
+    mem = det.score(load_image(f), patches=True, stride=PATCH // 2)
+    assert np.array_equal(mem["heatmap"].scores, pm.scores, equal_nan=True)
+    with pytest.raises(ValueError, match="stride must divide"):
+        det.score(f, patches=True, stride=5)
+
+
+@pytest.mark.parametrize("mode", ["bc", "oc"])
+def test_detect_heatmap_writes_one_overlay_and_grid_per_image_equal_to_the_api(mode, kit,
+                                                                               tmp_path, capsys):
+    from sdaie.heatmaps import load_patch_map
+
+    args = (["--checkpoint", str(kit["bc"])] if mode == "bc" else ["--gmm", str(kit["gmm"])])
+    out = tmp_path / "maps"
+    rows = _detect_rows([str(kit["folder"]), *args, "--heatmap", str(out), "--stride", "8",
+                         "--context", "image"], tmp_path / "rows.jsonl")
+    err = capsys.readouterr().err
+    assert "5 heatmaps (image, stride 8 px" in err
+    assert ("no calibrated patch threshold" in err) == (mode == "oc")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "img_0.png.heatmap.png", "img_2.png.heatmap.png", "img_4.png.heatmap.png",
+        "sub/img_1.png.heatmap.png", "sub/img_3.png.heatmap.png"]
+    det = (Detector.load(kit["bc"], device="cpu") if mode == "bc"
+           else Detector.load(gmm=kit["gmm"], device="cpu"))
+    for row in rows:
+        if "error" in row:
+            continue
+        pm, meta = load_patch_map(row["heatmap_npz"])
+        api = det.score(row["path"], patches=True, stride=8, context="image")
+        assert np.array_equal(pm.scores, api["heatmap"].scores, equal_nan=True)
+        assert meta["image"] == row["path"] and row["regions"] == api["regions"]
+        assert Image.open(row["heatmap_png"]).format == "PNG"
+
+
+def test_detect_heatmap_csv_and_option_errors(kit, tmp_path, capsys):
+    base = [str(kit["files"][0]), "--checkpoint", str(kit["bc"]), "--no-progress"]
+    assert detect([*base, "--heatmap", str(tmp_path / "m"), "--out", str(tmp_path / "r.csv")]) == 0
+    header = (tmp_path / "r.csv").read_text().splitlines()[0].split(",")
+    assert header == ["path", "p_fake", "label", "patches", "patch_share", "regions",
+                      "partly_generated", "heatmap_png", "heatmap_npz", "seconds", "error"]
+    assert detect([*base, "--heatmap", str(tmp_path / "m"), "--stride", "5"]) == 2
+    assert "stride must divide the patch size 16" in capsys.readouterr().err
+    assert detect([*base, "--stride", "8"]) == 2
+    assert "add --heatmap DIR" in capsys.readouterr().err
+
+
+def test_heatmap_of_a_perturbed_image_refers_to_the_image_as_scored(kit, tmp_path):
+    from sdaie.heatmaps import load_patch_map
+
+    det = Detector.load(kit["bc"], device="cpu", perturbation="resize=0.5")
+    f = kit["files"][4]
+    w, h = Image.open(f).size
+    row = det.score(f, patches=True)
+    assert row["p_fake"] == det.score(f)["p_fake"]
+    assert (row["heatmap"].grid.width, row["heatmap"].grid.height) == (w // 2, h // 2)
+    rows = _detect_rows([str(f), "--checkpoint", str(kit["bc"]), "--perturbation", "resize=0.5",
+                         "--heatmap", str(tmp_path / "m")], tmp_path / "r.jsonl")
+    pm, _ = load_patch_map(rows[0]["heatmap_npz"])
+    assert np.array_equal(pm.scores, row["heatmap"].scores)
+    assert Image.open(rows[0]["heatmap_png"]).size[0] == 240  # 32 px image, legend width

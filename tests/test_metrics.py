@@ -44,3 +44,38 @@ def test_single_class_set_gives_nan_not_an_error():
 def test_bad_labels_rejected():
     with pytest.raises(ValueError, match="0 \\(real\\) or 1"):
         detection_metrics([0, 2], [0.1, 0.2], [False, True])
+
+
+# --------------------------------------------------------------------------------------------
+# Localisation
+# --------------------------------------------------------------------------------------------
+
+
+def test_mask_coverage_against_counting_pixels():
+    from sdaie.metrics import mask_coverage, patch_labels
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((40, 50)) < 0.3
+    boxes = np.array([[0, 0, 16, 16], [30, 20, 46, 36], [-8, -4, 8, 12], [44, 30, 60, 46]])
+    ref = []
+    for x0, y0, x1, y1 in boxes:
+        inside = mask[max(y0, 0):min(y1, 40), max(x0, 0):min(x1, 50)].sum()
+        ref.append(inside / ((x1 - x0) * (y1 - y0)))  # outside the image counts as not set
+    assert np.allclose(mask_coverage(mask, boxes), ref)
+    assert patch_labels(mask, boxes, 0.3).tolist() == [int(r >= 0.3) for r in ref]
+
+
+def test_overlap_scores_against_sklearn():
+    from sklearn.metrics import f1_score, jaccard_score
+
+    from sdaie.metrics import overlap_scores
+
+    rng = np.random.default_rng(1)
+    pred, truth = rng.random((30, 30)) < 0.4, rng.random((30, 30)) < 0.3
+    valid = rng.random((30, 30)) < 0.8
+    f1, iou = overlap_scores(pred, truth, valid)
+    assert f1 == pytest.approx(f1_score(truth[valid], pred[valid]))
+    assert iou == pytest.approx(jaccard_score(truth[valid], pred[valid]))
+    empty = np.zeros((4, 4), bool)
+    assert overlap_scores(empty, empty) == (1.0, 1.0)
+    assert overlap_scores(~empty, empty) == (0.0, 0.0)

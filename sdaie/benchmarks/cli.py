@@ -15,6 +15,8 @@ Sections (one module each in :mod:`sdaie.benchmarks`):
 - ``evaluation``: one-class and binary evaluation images/s through the scoring path (decoded
   files, small images batched) for 64x64 and 1024x1024 images, against the extractor's inference
   rate on the same patches (:mod:`sdaie.benchmarks.evaluation`).
+- ``heatmap``: seconds per image of detection alone and with a heatmap at the evaluation grid and
+  at half the patch size, both detectors, same sizes, and the ratio heatmap / detection.
 
 Each model measurement runs in a fresh process, one implementation per process, so that neither
 inherits the heap the other grew. Reference and fast processes alternate ``--reps`` times; each
@@ -46,13 +48,14 @@ from sdaie.benchmarks.binary import bench_bc_eval
 from sdaie.benchmarks.datapath import bench_data
 from sdaie.benchmarks.evaluation import bench_evaluation
 from sdaie.benchmarks.extractors import bench_resnet, bench_sdaie
+from sdaie.benchmarks.heatmaps import bench_heatmaps
 from sdaie.benchmarks.measuring import WAIT_POLICIES, environment, load_average
 from sdaie.benchmarks.oneclass import bench_gmm
 from sdaie.benchmarks.report import report
 from sdaie.config import ModelConfig
 from sdaie.models.cpu_memory import keep_freed_memory
 
-SECTIONS = ("extractor", "resnet", "data", "gmm", "bc_eval", "evaluation")
+SECTIONS = ("extractor", "resnet", "data", "gmm", "bc_eval", "evaluation", "heatmap")
 
 
 def _size_pair(text: str) -> tuple[int, int]:
@@ -152,6 +155,8 @@ def _run_sections(args: argparse.Namespace, plan: dict[str, Any], sections: list
         result["bc_eval"] = bench_bc_eval(model, plan["bc_sizes"], max(1, rounds // 2),
                                           max(threads), args.device, isolate, policies,
                                           plan["reps"])
+    if "heatmap" in sections:
+        result["heatmap"] = bench_heatmaps(model, plan["bc_sizes"], rounds, max(threads))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -57,6 +57,14 @@ def _bc_eval_table(rows: list[dict]) -> str:
                          "fast/ref"], table)
 
 
+def _heatmap_table(rows: list[dict]) -> str:
+    table = [[r["detector"], f"{r['size']}x{r['size']}", r["variant"], r["patches"],
+              r["threads"], r["seconds"], r["cpu_seconds"], f"{r['over_detect']:.2f}x",
+              f"{r['over_detect_cpu']:.2f}x"] for r in rows]
+    return format_table(["heatmap", "image", "variant", "patches", "threads", "s/image",
+                         "cpu-s/image", "over detect", "over detect (cpu)"], table)
+
+
 def report(result: dict[str, Any]) -> str:
     """All tables of a result dict (whatever sections it has)."""
     env = result["environment"]
@@ -83,5 +91,7 @@ def report(result: dict[str, Any]) -> str:
             [[f"{r['size']}x{r['size']}", r["patches"], r["detector"], r["threads"],
               r["images_per_s"], r["reference_images_per_s"], f"{r['ratio']:.2f}x"]
              for r in result["evaluation"]]))
+    if "heatmap" in result:
+        parts.append(_heatmap_table(result["heatmap"]))
     parts.append(f"benchmark wall time: {result['wall_seconds']:.0f} s")
     return "\n\n".join(parts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,9 @@ class OneClassGMM:
     threshold: float
     train_scores: np.ndarray
     quantile: float
+    # Heatmaps: per patch context, the same quantile over the patches of real training images
+    # (sdaie.patch_scoring.calibrate_patch_thresholds); empty if not calibrated.
+    patch_thresholds: dict[str, float] = field(default_factory=dict)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Log-likelihood per row (higher = more like the real training images)."""
@@ -106,6 +109,8 @@ def save_gmm(path: str | Path, model: OneClassGMM, **meta: object) -> Path:
               "lower_bound": float(g.lower_bound_)}
     header = {"format": FORMAT, "version": VERSION, "params": params, "quantile": model.quantile,
               "meta": meta}
+    if model.patch_thresholds:
+        header["patch_thresholds"] = {k: float(v) for k, v in model.patch_thresholds.items()}
     return atomic_savez(path, header=np.array(json.dumps(header, default=str)),
                         weights=g.weights_, means=g.means_, covariances=g.covariances_,
                         precisions_cholesky=g.precisions_cholesky_,
@@ -143,5 +148,6 @@ def load_gmm(path: str | Path) -> tuple[OneClassGMM, dict]:
     g.n_iter_ = p["n_iter"]
     g.lower_bound_ = p["lower_bound"]
     g.n_features_in_ = int(g.means_.shape[1])
-    model = OneClassGMM(g, float(arrays["threshold"]), arrays["train_scores"], header["quantile"])
+    model = OneClassGMM(g, float(arrays["threshold"]), arrays["train_scores"], header["quantile"],
+                        dict(header.get("patch_thresholds", {})))
     return model, header.get("meta", {})

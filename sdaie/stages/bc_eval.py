@@ -35,6 +35,7 @@ from sdaie.device import resolve_device
 from sdaie.evaluation import PROTOCOL_NOTES, BinarySets, EvalOutput, evaluate, write_results
 from sdaie.hashing import file_hash
 from sdaie.models import load_binary_detector
+from sdaie.localisation import localisation_spec, run_localisation
 from sdaie.scoring import BinaryScorer
 from sdaie.stages.checks import check_bc_eval
 from sdaie.stages.common import stage_main, stage_parser
@@ -82,6 +83,7 @@ def run(cfg: Config) -> dict[str, Any]:
     device = resolve_device(cfg.run.device)
     detector = load_binary_detector(ev.checkpoint, map_location=device).eval()
     ckpt_hash = file_hash(ev.checkpoint)
+    loc_spec = localisation_spec(cfg.localisation, "bc", detector.patch_size)
     env = output.begin(cfg, checkpoint=str(ev.checkpoint), checkpoint_sha256_16=ckpt_hash)
     sets = BinarySets(BinaryScorer(detector, ev.batch_patches, device), ev.max_patches,
                       ev.threshold, cfg.run.strict, ev.protocol)
@@ -99,6 +101,10 @@ def run(cfg: Config) -> dict[str, Any]:
                "results": results.blocks, "wild_unlabelled": results.unlabelled,
                "ignored": results.ignored,
                "time_s": output.timer.elapsed(), "config": to_dict(cfg), "environment": env}
+    summary.update(run_localisation(sets.scorer, sets.decision, "bc", sets.title,
+                                    cfg.localisation, loc_spec, ev.max_patches, output,
+                                    protocol=ev.protocol))
+    summary["time_s"] = output.timer.elapsed()
     return write_results(output, sets, results, notes, summary)
 
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from sdaie.checkpoint_kind import peek_kind
-from sdaie.config import Config, ConfigError
+from sdaie.config import Config, ConfigError, LocalisationConfig
 from sdaie.data import official
 from sdaie.data.testsets import discover_sets, list_labelled
 from sdaie.data.walk import scan_folder
@@ -117,6 +117,17 @@ def index_folder(key: str, value: str) -> None:
                           f"least 2 (reasons in {summary}); index a folder of camera photos")
 
 
+def localisation(loc: LocalisationConfig) -> None:
+    """The localisation folders (docs/heatmaps.md), when ``localisation.root`` is set (value
+    ranges are :data:`sdaie.config.RULES`; whether the stride divides the patch size is known
+    once the checkpoint is loaded)."""
+    if not loc.root:
+        return
+    root = folder("localisation.root", loc.root, "give a folder with images/<set>/ and "
+                  "masks/<set>/ (sdaie synth --spliced writes one)")
+    testset_root("localisation.root", str(root / "images"), "localisation.sets", loc.sets)
+
+
 def check_backbone_train(cfg: Config, resume: str | None = None) -> None:
     index_folder("data.index", cfg.data.index)
     path = resume or cfg.run.resume
@@ -140,6 +151,7 @@ def check_oc_main(cfg: Config) -> None:
     test_sets_of("oneclass.test_root", oc.test_root, "oneclass.sets", oc.sets, oc.protocol)
     perturbations("oneclass.perturbations", oc.perturbations)
     protocol_cap("oneclass.max_patches", oc.protocol, oc.max_patches, official.ONE_CLASS_PATCH_CAP)
+    localisation(cfg.localisation)
 
 
 def check_bc_train(cfg: Config) -> None:
@@ -166,3 +178,4 @@ def check_bc_eval(cfg: Config) -> None:
         image_folder(f"eval.wild_dirs[{i}]", d, "give folders of images")
     perturbations("eval.perturbations", ev.perturbations)
     protocol_cap("eval.max_patches", ev.protocol, ev.max_patches, official.BINARY_PATCH_CAP)
+    localisation(cfg.localisation)

@@ -27,7 +27,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from sdaie.config import PROTOCOLS, Config, ConfigError, OneClassConfig, to_dict
+from sdaie.config import (PROTOCOLS, Config, ConfigError, LocalisationConfig, OneClassConfig,
+                          to_dict)
 from sdaie.data import official
 from sdaie.data.testsets import TestSet, discover_sets
 from sdaie.data.walk import scan_folder
@@ -37,8 +38,9 @@ from sdaie.evaluation import (PROTOCOL_NOTES, CachedFeatures, EvalOutput, OneCla
                               write_results)
 from sdaie.hashing import file_hash
 from sdaie.models import load_extractor
+from sdaie.localisation import localisation_spec, one_class_patch_thresholds, run_localisation
 from sdaie.oneclass.gmm import OneClassGMM, fit_one_class, save_gmm, small_training_set
-from sdaie.scoring import FeatureCache
+from sdaie.scoring import FeatureCache, FeatureScorer
 from sdaie.seeding import seed_all
 from sdaie.stages.checks import check_oc_main
 from sdaie.stages.common import stage_main, stage_parser
@@ -66,7 +68,8 @@ def training_files(dirs: list[str], per_dir: int, seed: int, protocol: str = "sp
 
 
 def fit_gmm(oc: OneClassConfig, features: CachedFeatures, output: EvalOutput,
-            ckpt_hash: str) -> tuple[OneClassGMM, int, list[str]]:
+            ckpt_hash: str, loc: LocalisationConfig | None = None,
+            ) -> tuple[OneClassGMM, int, list[str]]:
     """Fit the mixture on the training folders' features, save ``gmm.npz``; (model, n images,
     warnings)."""
     paths = training_files(oc.train_dirs, oc.per_dir, oc.shuffle_seed, oc.protocol)
@@ -84,6 +87,10 @@ def fit_gmm(oc: OneClassConfig, features: CachedFeatures, output: EvalOutput,
         output.log.warning("%s", warning)
     model = fit_one_class(train.features, oc.components, oc.covariance_type, oc.init_params,
                           oc.random_state, oc.quantile, oc.reg_covar)
+    if loc is not None:  # heatmaps: the patch thresholds (localisation.calibration_images)
+        scorer = FeatureScorer(features.extractor, oc.batch_patches, features.device, model)
+        model.patch_thresholds = one_class_patch_thresholds(
+            scorer, train.paths, loc, oc.max_patches, oc.quantile, output.log, oc.protocol)
     save_gmm(output.out / "gmm.npz", model, checkpoint=str(oc.checkpoint),
              checkpoint_hash=ckpt_hash, train_dirs=list(oc.train_dirs), n_train=len(train.paths),
              max_patches=oc.max_patches, patch_size=features.extractor.patch_size,
@@ -124,8 +131,9 @@ def run(cfg: Config) -> dict[str, Any]:
     cache = FeatureCache(oc.cache_dir or output.out / "cache", ckpt_hash, oc.protocol)
     features = CachedFeatures(extractor, cache, oc.max_patches, oc.batch_patches, device,
                               cfg.run.strict, output.log, oc.protocol)
+    loc_spec = localisation_spec(cfg.localisation, "oc", extractor.patch_size)
     env = output.begin(cfg, checkpoint=str(oc.checkpoint), checkpoint_sha256_16=ckpt_hash)
-    model, n_train, warnings = fit_gmm(oc, features, output, ckpt_hash)
+    model, n_train, warnings = fit_gmm(oc, features, output, ckpt_hash, cfg.localisation)
     sets = OneClassSets(features, model)
     results = evaluate(sets, test_sets, perturbation_list(oc.perturbations), output)
     if not results.n_scored:
@@ -144,6 +152,11 @@ def run(cfg: Config) -> dict[str, Any]:
                "gmm": str(output.out / "gmm.npz"), "results": results.blocks,
                "ignored": results.ignored,
                "time_s": output.timer.elapsed(), "config": to_dict(cfg), "environment": env}
+    summary.update(run_localisation(
+        FeatureScorer(extractor, oc.batch_patches, device, model), sets.decision, "oc",
+        sets.title, cfg.localisation, loc_spec, oc.max_patches, output, model.patch_thresholds,
+        oc.protocol))
+    summary["time_s"] = output.timer.elapsed()
     return write_results(output, sets, results, notes, summary)
 
 

@@ -7,6 +7,10 @@ Layout under OUT::
     testsets/<generator>/1_fake/NNNNN.jpg  that generator's images (no EXIF)
     bc_train/{0_real,1_fake}/NNNNN.jpg     camera photos vs the training generator only
     bc_val/{0_real,1_fake}/NNNNN.jpg
+    spliced/images/<generator>/0_real/NNNNN.jpg  camera photos (no EXIF), ``spliced_size`` px
+    spliced/images/<generator>/1_fake/NNNNN.jpg  camera photos with a region of that generator
+                                                 pasted in (:mod:`sdaie.synth.splice`)
+    spliced/masks/<generator>/1_fake/NNNNN.png   ground truth: 255 where a pixel is generated
     world.json                             cameras, generators, counts, seed, every image's settings
 
 Every image is drawn from its own random stream, seeded by (world seed, folder, index), so the
@@ -17,6 +21,7 @@ byte-identical files (given the same numpy and libjpeg). All real photos are dis
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from sdaie.synth.cameras import CAMERAS, sample_camera
@@ -35,12 +41,13 @@ from sdaie.synth.generators import GENERATORS, TRAIN_GENERATOR
 from sdaie.synth.jpeg import JpegSettings, encode_jpeg
 from sdaie.synth.pipeline import photograph
 from sdaie.synth.scenes import SCENE_KINDS, sample_scene
+from sdaie.synth.splice import FRACTIONS, draw_region, region_alpha, splice
 from sdaie.synth.settings import build_exif, exif_values, hidden_values, sample_settings
 
 FORMAT = "sdaie-synth-world"
 VERSION = 1
 MIN_SIZE = 64  # one 64x64 patch
-OUTPUTS = ("photos", "testsets", "bc_train", "bc_val", "world.json")
+OUTPUTS = ("photos", "testsets", "bc_train", "bc_val", "spliced", "world.json")
 NOTE = (
     "A synthetic camera world for testing and demonstrating SDAIE end to end on a CPU. Scenes "
     "(dead-leaves textures, gradients, edges, stripes, mixtures) are photographed by invented "
@@ -109,6 +116,8 @@ class _Job:
     index: int
     generator: str | None  # None: a camera photo
     exif: bool
+    splice: bool = False  # a camera photo with a region of ``generator`` pasted in
+    size: int = 0  # image side; 0: the world's
 
 
 def _rng(seed: int, folder: str, index: int) -> np.random.Generator:
@@ -125,6 +134,9 @@ def _write(path: Path, data: bytes) -> None:
 
 def _make_image(job: _Job, root: str, seed: int, size: int) -> dict[str, object]:
     """Draw, render, encode and write one image; return its world.json record."""
+    if job.splice:
+        return _make_spliced(job, root, seed)
+    size = job.size or size
     rng = _rng(seed, job.folder, job.index)
     cam = sample_camera(rng)  # the photographer, or the style a generator imitates
     settings = sample_settings(cam, rng)
@@ -148,6 +160,29 @@ def _make_image(job: _Job, root: str, seed: int, size: int) -> dict[str, object]
     return {"path": rel, **record}
 
 
+def _make_spliced(job: _Job, root: str, seed: int) -> dict[str, object]:
+    """A camera photo with a region of the job's generator blended in, and its mask."""
+    rng = _rng(seed, job.folder, job.index)
+    cam = sample_camera(rng)
+    settings = sample_settings(cam, rng)
+    scene = sample_scene(rng)
+    jpeg = JpegSettings(int(rng.choice(cam.jpeg_quality)), cam.subsampling)
+    photo = photograph(cam, scene, settings, job.size, rng)
+    generated = GENERATORS[job.generator].synthesize(scene, cam, settings, job.size, rng)
+    region = draw_region(job.size, FRACTIONS[job.index % len(FRACTIONS)], rng)
+    pixels, mask = splice(photo, generated, region_alpha(job.size, region))
+    rel = f"{job.folder}/{job.index:05d}.jpg"
+    mask_rel = rel.replace("spliced/images/", "spliced/masks/", 1)[:-4] + ".png"
+    _write(Path(root) / rel, encode_jpeg(pixels, jpeg, None))
+    buf = io.BytesIO()
+    Image.fromarray((mask * 255).astype(np.uint8), mode="L").save(buf, format="PNG")
+    _write(Path(root) / mask_rel, buf.getvalue())
+    return {"path": rel, "scene": scene.kind, "jpeg": jpeg.as_dict(), "source": "spliced",
+            "camera": cam.id, "generator": job.generator, "has_exif": False,
+            "region": region.as_dict(), "mask": mask_rel, "generated_share": float(mask.mean()),
+            "settings": exif_values(cam, settings), "hidden": hidden_values(settings)}
+
+
 def _run(args: tuple[_Job, str, int, int]) -> dict[str, object]:
     return _make_image(*args)
 
@@ -157,7 +192,8 @@ def _run(args: tuple[_Job, str, int, int]) -> dict[str, object]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _jobs(photos: int, gen_images: int, bc_train: int, bc_val: int) -> list[_Job]:
+def _jobs(photos: int, gen_images: int, bc_train: int, bc_val: int, spliced: int = 0,
+          spliced_size: int = 0) -> list[_Job]:
     jobs = [_Job("photos", i, None, True) for i in range(photos)]
     for name in GENERATORS:
         jobs += [_Job(f"testsets/{name}/0_real", i, None, False) for i in range(gen_images)]
@@ -165,6 +201,12 @@ def _jobs(photos: int, gen_images: int, bc_train: int, bc_val: int) -> list[_Job
     for split, n in (("bc_train", bc_train), ("bc_val", bc_val)):
         jobs += [_Job(f"{split}/0_real", i, None, False) for i in range(n)]
         jobs += [_Job(f"{split}/1_fake", i, TRAIN_GENERATOR, False) for i in range(n)]
+    for name in GENERATORS:
+        folder = f"spliced/images/{name}"
+        jobs += [_Job(f"{folder}/0_real", i, None, False, size=spliced_size)
+                 for i in range(spliced)]
+        jobs += [_Job(f"{folder}/1_fake", i, name, False, True, spliced_size)
+                 for i in range(spliced)]
     return jobs
 
 
@@ -193,25 +235,31 @@ def _results(jobs: list[_Job], root: str, seed: int, size: int, workers: int) ->
 
 def make_world(out: str | Path, photos: int = 300, seed: int = 0, size: int = 192,
                gen_images: int = 100, bc_train: int | None = None, bc_val: int | None = None,
-               workers: int = 1, force: bool = False, progress: bool = False) -> WorldInfo:
+               workers: int = 1, force: bool = False, progress: bool = False,
+               spliced: int = 0, spliced_size: int | None = None) -> WorldInfo:
     """Write the synthetic world into ``out`` and return its description.
 
     ``photos`` camera photos with EXIF; per generator, a test set of ``gen_images`` held-out
     photos and ``gen_images`` generated images; ``bc_train`` (default ``gen_images``) and
     ``bc_val`` (default a quarter of that, at least 1) images per class against the training
-    generator. ``size`` is the side of every (square) image in pixels.
+    generator. ``size`` is the side of every (square) image in pixels. ``spliced``: per
+    generator, that many camera photos and as many spliced photos with their masks, of
+    ``spliced_size`` pixels (default ``size``; larger images give finer heatmaps).
     """
     if size < MIN_SIZE or size % 2:
         raise ValueError(f"size must be an even number >= {MIN_SIZE} (64x64 patches), got {size}")
+    spliced_size = size if spliced_size is None else spliced_size
+    if spliced_size < MIN_SIZE or spliced_size % 2:
+        raise ValueError(f"spliced_size must be an even number >= {MIN_SIZE}, got {spliced_size}")
     bc_train = gen_images if bc_train is None else bc_train
     bc_val = max(1, bc_train // 4) if bc_val is None else bc_val
     for name, n in (("photos", photos), ("gen_images", gen_images), ("bc_train", bc_train),
-                    ("bc_val", bc_val)):
+                    ("bc_val", bc_val), ("spliced", spliced)):
         if n < 0:
             raise ValueError(f"{name} must be >= 0, got {n}")
     out = Path(out)
     _prepare(out, force)
-    jobs = _jobs(photos, gen_images, bc_train, bc_val)
+    jobs = _jobs(photos, gen_images, bc_train, bc_val, spliced, spliced_size)
     results = _results(jobs, str(out), seed, size, workers)
     if progress:
         results = tqdm(results, total=len(jobs), desc="synth", unit="img")
@@ -219,6 +267,7 @@ def make_world(out: str | Path, photos: int = 300, seed: int = 0, size: int = 19
     info = WorldInfo(
         root=out, seed=seed, size=size,
         counts={"photos": photos, "gen_images": gen_images, "bc_train": bc_train, "bc_val": bc_val,
+                **({"spliced": spliced, "spliced_size": spliced_size} if spliced else {}),
                 "total_images": len(images)},
         cameras=[c.describe() for c in CAMERAS],
         generators=[g.describe() for g in GENERATORS.values()],

@@ -35,8 +35,14 @@ def test_tiny_benchmark_writes_every_section(tmp_path, capsys):
         assert data[key] > 0, key
     assert result["gmm"]["seconds"] > 0 and result["gmm"]["iterations"] >= 1
     assert {r["size"] for r in result["bc_eval"]} == {64, 128}
+    maps = {(r["detector"], r["size"], r["variant"]): r for r in result["heatmap"]}
+    assert set(maps) == {(d, s, v) for d in ("bc", "oc") for s in (64, 128)
+                         for v in ("detect", "heatmap stride 32", "heatmap stride 16")}
+    assert maps[("bc", 128, "heatmap stride 16")]["patches"] == 49  # 4 x 4 grid, half stride
+    assert all(r["over_detect"] > 0 for r in maps.values())
     printed = capsys.readouterr().out
     assert "fast/ref" in printed and "pairs_shards" in printed and "GMM fit" in printed
+    assert "over detect" in printed
 
 
 def test_unknown_wait_policy_is_a_clear_error():

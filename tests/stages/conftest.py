@@ -104,3 +104,14 @@ def pretext_ckpt(tiny_world, tmp_path_factory) -> Path:
     backbone_train.main(["--config", str(TINY / "backbone.yaml"), f"data.index={tiny_world['index']}",
                          f"run.out_dir={out}", "pretext.steps=3"])
     return out / "checkpoints" / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def spliced_root(tmp_path_factory) -> Path:
+    """A localisation root: per simulated generator 2 camera photos and 2 spliced ones, masks."""
+    from sdaie.synth import make_world
+
+    base = tmp_path_factory.mktemp("spliced")
+    make_world(base, photos=0, size=64, gen_images=0, bc_train=0, bc_val=0, spliced=2,
+               spliced_size=96, seed=1)
+    return base / "spliced"

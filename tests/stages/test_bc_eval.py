@@ -49,6 +49,23 @@ def test_eval_tables_perturbations_and_wild_folders(tiny_world, pretext_ckpt, tm
     assert wild["clean"]["wild/oc_real"]["n"] == 12
 
 
+def test_localisation_tables_beside_the_detection_tables(pretext_ckpt, spliced_root, tmp_path):
+    ckpt = tmp_path / "bc.pt"
+    save_checkpoint(ckpt, "binary", binary_from_pretext(pretext_ckpt),
+                    load_config(TINY / "bc_eval.yaml"))
+    out = tmp_path / "eval"
+    assert bc_eval.main(["--config", str(TINY / "bc_eval.yaml"), f"eval.checkpoint={ckpt}",
+                         f"eval.test_root={spliced_root / 'images'}", f"run.out_dir={out}",
+                         f"localisation.root={spliced_root}", "localisation.contexts=[alone]",
+                         "localisation.sets=[upconv]"]) == 0
+    rows = list(csv.DictReader(open(out / "bc_localisation.csv")))
+    assert [(r["context"], r["set"]) for r in rows] == [("alone", "upconv")]
+    detection = {r["set"]: r for r in csv.DictReader(open(out / "bc_metrics.csv"))}
+    # the image-level figure of the spliced set equals the detection table's on the same images
+    assert float(rows[0]["image_auc"]) == pytest.approx(float(detection["upconv"]["roc_auc"]))
+    assert "patch thresholds: alone 0.5" in (out / "bc_localisation.md").read_text()
+
+
 def test_eval_with_no_usable_image_fails_with_the_reason(pretext_ckpt, tmp_path):
     ckpt = tmp_path / "bc.pt"
     detector = binary_from_pretext(pretext_ckpt)

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from sdaie.stages import demo
 
@@ -15,15 +16,18 @@ def restore_threads():
 
 def _run(out):
     return demo.main(["--out", str(out), "--seed", "3", "--photos", "16", "--gen-images", "3",
-                      "--size", "64", "--steps", "4", "--epochs", "1", "--workers", "1"])
+                      "--size", "64", "--steps", "4", "--epochs", "1", "--workers", "1",
+                      "--spliced", "1", "--spliced-size", "96"])
 
 
 def _tables(out):
     texts = []
-    for name in ("oc/oc_metrics", "bc_eval/bc_metrics"):
+    for name in ("oc/oc_metrics", "bc_eval/bc_metrics", "oc/oc_localisation",
+                 "bc_eval/bc_localisation"):
         texts.append((out / f"{name}.csv").read_text())
         md = (out / f"{name}.md").read_text().splitlines()
-        texts.append("\n".join(line for line in md if not line.startswith("- checkpoint:")))
+        texts.append("\n".join(line for line in md
+                               if not line.startswith(("- checkpoint:", "- sets:"))))
     return texts
 
 
@@ -36,7 +40,9 @@ def test_demo_runs_end_to_end_and_is_deterministic(tmp_path, capsys):
     record = json.loads((a / "demo.json").read_text())
     assert [s["step"] for s in record["steps"]] == [
         "synthetic world", "EXIF index", "pretext backbone", "one-class detector",
-        "binary detector training", "binary detector evaluation"]
+        "binary detector training", "binary detector evaluation", "heatmap figure"]
+    assert Image.open(a / "heatmaps.png").size[0] > 4 * 256  # image, mask, two overlays
+    assert "# One-class detector: localisation" in printed
     assert _run(b) == 0
     tables_a = _tables(a)
     assert tables_a == _tables(b)

@@ -94,6 +94,12 @@ def _cases(w, pretext, binary, odd):
                              "JPEG quality must be an integer"),
         "config file missing": ("oc_main", ["--config", "/no/such.yaml"],
                                 "--config /no/such.yaml: no such file"),
+        "localisation root without images/": ("oc_main", oc + [f"localisation.root={odd['texts']}"],
+                                              r"localisation.root=.*/images: no such folder"),
+        "localisation context": ("bc_eval", bc + [f"localisation.root={w['tests'].parent}",
+                                                  "localisation.contexts=[everything]"],
+                                 r"localisation.contexts=\['everything'\] is out of range: use a "
+                                 "list of window, alone, image"),
     }
 
 

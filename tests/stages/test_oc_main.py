@@ -51,3 +51,24 @@ def test_tables_gmm_scores_and_cache(tiny_world, pretext_ckpt, tmp_path):
 def test_required_keys_are_named(tiny_world, tmp_path):
     with pytest.raises(SystemExit, match="oneclass.checkpoint"):
         oc_main.main(["--config", str(TINY / "oc.yaml"), f"run.out_dir={tmp_path}"])
+
+
+def test_localisation_is_extra_and_calibrates_patch_thresholds(tiny_world, pretext_ckpt,
+                                                                spliced_root, tmp_path):
+    plain, loc = tmp_path / "plain", tmp_path / "loc"
+    assert oc_main.main(_args(tiny_world, pretext_ckpt, plain)) == 0
+    assert oc_main.main(_args(tiny_world, pretext_ckpt, loc, f"localisation.root={spliced_root}",
+                              "localisation.stride=16")) == 0
+    assert (plain / "oc_metrics.csv").read_text() == (loc / "oc_metrics.csv").read_text()
+    model, _ = load_gmm(loc / "gmm.npz")
+    assert sorted(model.patch_thresholds) == ["alone", "image", "window"]
+    rows = list(csv.DictReader(open(loc / "oc_localisation.csv")))
+    assert [(r["context"], r["set"]) for r in rows] == [
+        (c, s) for c in ("window", "alone", "image") for s in ("smooth", "spectral", "upconv")]
+    assert all((r["n_real"], r["n_spliced"]) == ("2", "2") for r in rows)
+    z = np.load(loc / "localisation" / "window" / "smooth.npz")
+    assert len(z["labels"]) == 4 and len(z["patch_scores"]) == len(z["patch_truth"])
+    assert z["patch_truth"].max() == 1  # the masks reached the patch labels
+    summary = json.loads((loc / "summary.json").read_text())
+    assert summary["patch_thresholds"] == model.patch_thresholds
+    assert "context: window" in (loc / "oc_localisation.md").read_text()
