@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     bb = out / "backbone"
     backbone_train.main(["--config", str(TINY / "backbone.yaml"), f"data.index={index_dir}",
                          f"run.out_dir={bb}", f"run.seed={args.seed}", f"pretext.steps={args.steps}",
-                         "pretext.batch_size=16", "data.patches=8",
+                         "pretext.batch_size=16", "data.patches=8", "data.source=shards",
                          f"data.val_fraction={args.val_fraction}", "pretext.ckpt_every=200",
                          "pretext.log_every=50"])
     make_world(out / "synth", photos=0, seed=args.seed, size=side, gen_images=args.gen_images,

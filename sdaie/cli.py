@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("sdaie.detect", "score your own images (binary or one-class)"),
     "convert": ("sdaie.models.convert", "convert an official checkpoint to this project's format"),
     "bench": ("sdaie.benchmarks.cli", "speed benchmark (patches/s, images/s)"),
+    "gpu-check": ("sdaie.gpucheck.cli", "check a GPU node: correctness, speed, settings (--cpu: here)"),
 }
 
 

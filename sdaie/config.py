@@ -119,8 +119,15 @@ class ModelConfig:
 class DataConfig:
     index: str = ""  # folder written by `sdaie index`
     patches: int = 16  # random patches per photo (spec: 16)
+    # Where the pretext patches come from (docs/gpu-nodes.md, "Data sources"): "photo" = random
+    # positions in the whole photograph (the paper's text); "shards" = in the index's centre crops
+    # (`sdaie index --crops 512`: fast, but 2 % of a 12-MP frame, never its edges).
+    source: str = "photo"
+    # JPEG decoder of whole photos: "pil" (the reference, as every other stage) or "torchvision"
+    # (torchvision.io.decode_jpeg: faster, identical pixels on the photos tested; gpu-check checks).
+    decoder: str = "pil"
     workers: int = 4  # DataLoader workers
-    use_shards: bool = True  # read pre-cropped shards when the index has them
+    prefetch: int = 2  # batches each worker loads ahead (DataLoader prefetch_factor)
     val_fraction: float = 0.0  # held-out photos (split by photo) for per-head validation
     pin_memory: bool = True  # only takes effect on CUDA
     # Train only on photos that have a label for every head (the authors' data holds only such
@@ -148,7 +155,9 @@ class PretextConfig:
     # gradient spike; docs/reproducing.md); "fidelity": the face predecessor's loss. "bce" is
     # read as "exact" (its name before the official variant existed).
     rank_loss: str = "exact"
-    amp: bool = False  # bf16 autocast on CUDA
+    # auto: bf16 autocast on GPUs that support it, fp16 + GradScaler on older GPUs, fp32 on CPU;
+    # or fp32 | bf16 | fp16 (true/false = auto/fp32). The spec is silent; sdaie gpu-check measures.
+    amp: str | bool = "auto"
     tf32: bool = True  # TF32 matmuls on Ampere+ GPUs
 
 
@@ -192,7 +201,7 @@ class BinaryConfig:
     jpeg_quality: list[int] = field(default_factory=lambda: [90, 99])
     val_batches: int = 0  # quick random-patch validation batches per epoch (0 = whole val set)
     log_every: int = 50  # training steps per CSV log line
-    amp: bool = False
+    amp: str | bool = "auto"  # as pretext.amp
 
 
 @dataclass
@@ -240,6 +249,9 @@ class RunConfig:
     strict: bool = False  # fail on the first unusable file instead of skipping it
     dist_timeout_s: int = 1800  # a stuck collective fails after this long instead of hanging
     resume: str = ""  # training stages: "" (fresh), "auto" (newest checkpoint in out_dir) or a path
+    # training stages: run the model through torch.compile (its first steps compile for minutes;
+    # `sdaie gpu-check` says whether it is correct and faster on your GPU). The spec is silent.
+    compile: bool = False
 
 
 @dataclass
@@ -267,7 +279,12 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(args[0], value, where)
+        for arg in args[:-1]:  # the first member type that takes the value
+            try:
+                return _convert(arg, value, where)
+            except ConfigError:
+                continue
+        return _convert(args[-1], value, where)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value

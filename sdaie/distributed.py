@@ -4,6 +4,12 @@ torchrun exports RANK / WORLD_SIZE / LOCAL_RANK (and MASTER_ADDR / MASTER_PORT);
 absent the run is one ordinary process and no process group is created, so every stage runs the
 same on a laptop, under pytest, and on GPU nodes. NCCL is used on CUDA, gloo on CPU. Only rank 0
 logs, draws progress bars and writes files; :attr:`DistInfo.is_main` is the one test for that.
+
+The process group's keys in torchrun's store are scoped to the restart attempt
+(``TORCHELASTIC_RESTART_COUNT``): the store outlives a worker group that ``--max-restarts``
+replaces, and without the scope a restarted group reads its predecessor's addresses (gloo's
+peer addresses, NCCL's unique id) and never connects (seen with torch 2.15: the restarted
+ranks wait in ``init_process_group`` until the timeout).
 """
 
 from __future__ import annotations
@@ -63,9 +69,20 @@ def init_distributed(device: str = "auto", timeout_s: int = 1800) -> DistInfo:
         return DistInfo(0, 1, local, dev, None)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world,
-                                timeout=timedelta(seconds=timeout_s))
+        timeout = timedelta(seconds=timeout_s)
+        dist.init_process_group(backend=backend, store=attempt_store(rank, world, timeout),
+                                rank=rank, world_size=world, timeout=timeout)
     return DistInfo(rank, world, local, dev, backend)
+
+
+def attempt_store(rank: int, world: int, timeout: timedelta) -> dist.Store:
+    """The ``env://`` rendezvous store (torchrun's, or one hosted by rank 0), with its keys
+    prefixed by the restart attempt."""
+    from torch.distributed.rendezvous import rendezvous  # here: only a multi-rank job needs it
+
+    store, _, _ = next(rendezvous("env://", rank, world, timeout=timeout))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"sdaie/attempt_{attempt}/", store)
 
 
 def cleanup() -> None:

@@ -1,5 +1,6 @@
-"""Section ``data``: EXIF indexing images/s and pair-loader images/s, from crop shards and from
-raw JPEGs, on a synthetic camera world (plus a few camera-sized JPEGs) in a temporary folder."""
+"""Section ``data``: EXIF indexing images/s and pair-loader images/s per data source (crop shards;
+whole JPEGs, "raw", decoded by Pillow or by torchvision), on a synthetic camera world (plus a few
+camera-sized JPEGs) in a temporary folder."""
 
 from __future__ import annotations
 
@@ -33,12 +34,13 @@ def make_large_jpegs(sources: Sequence[Path], out: Path, size: tuple[int, int]) 
     return paths
 
 
-def loader_rate(index: PhotoIndex, use_shards: bool, items: int, patches: int, patch_size: int,
-                rounds: int) -> float:
-    """Images/s of the pair dataset in this process (one DataLoader worker's worth)."""
+def loader_rate(index: PhotoIndex, source: str, items: int, patches: int, patch_size: int,
+                rounds: int, decoder: str = "pil") -> float:
+    """Images/s of the pair dataset from data source ``source`` in this process (one DataLoader
+    worker's worth)."""
     n = len(index.records)
     dataset = PairDataset(index, list(range(n)), n_patches=patches, patch_size=patch_size,
-                          use_shards=use_shards)
+                          source=source, decoder=decoder)
     sampler = PairBatchSampler(n, items, seed=0)
     batches = [sampler.batch(step) for step in range(rounds + 1)]
     for item in batches[0]:  # warm-up: file cache, memory maps
@@ -67,9 +69,11 @@ def _large_photos(work: Path, photo_dir: Path, cfg: Config, crop: int, large: in
     items = max(2, len(big.records) // 2)
     return {"index_with_crops_large_images_per_s": len(sources) / seconds,
             "large_size": list(size),
-            "pairs_raw_large_images_per_s": loader_rate(big, False, items, patches,
+            "pairs_raw_large_images_per_s": loader_rate(big, "photo", items, patches,
                                                         patch_size, 1),
-            "pairs_shards_large_images_per_s": loader_rate(big, True, items, patches,
+            "pairs_raw_torchvision_large_images_per_s": loader_rate(
+                big, "photo", items, patches, patch_size, 1, decoder="torchvision"),
+            "pairs_shards_large_images_per_s": loader_rate(big, "shards", items, patches,
                                                            patch_size, 1)}
 
 
@@ -94,8 +98,11 @@ def bench_data(work: Path, photos: int, size: int, crop: int, large: int,
                                                                  cfg, crop)
     index = load_index(work / "index_crops")
     items = max(2, min(8, len(index.records) // 2))
-    out["pairs_shards_images_per_s"] = loader_rate(index, True, items, patches, patch_size, rounds)
-    out["pairs_raw_images_per_s"] = loader_rate(index, False, items, patches, patch_size, rounds)
+    out["pairs_shards_images_per_s"] = loader_rate(index, "shards", items, patches, patch_size,
+                                                   rounds)
+    out["pairs_raw_images_per_s"] = loader_rate(index, "photo", items, patches, patch_size, rounds)
+    out["pairs_raw_torchvision_images_per_s"] = loader_rate(index, "photo", items, patches,
+                                                            patch_size, rounds, "torchvision")
     if large:
         out.update(_large_photos(work, photo_dir, cfg, crop, large, large_size, patches,
                                  patch_size))

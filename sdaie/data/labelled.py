@@ -54,7 +54,9 @@ class LabelledPatches(Dataset):
     def __len__(self) -> int:
         return len(self.files.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, list[dict[str, str]]]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int, list[dict[str, str]]]:
+        """Item ``index`` of the epoch set by :meth:`set_epoch`, or ``(epoch, index)``."""
+        epoch, index = item if isinstance(item, tuple) else (self.epoch, item)
         skipped: list[dict[str, str]] = []
         for attempt in range(len(self)):  # past any run of bad files, however long
             i = (index + attempt) % len(self)
@@ -67,7 +69,7 @@ class LabelledPatches(Dataset):
                 self._bad.add(i)
                 skipped.append({"path": str(path), "reason": str(exc)})
                 continue
-            seed = derive_seed(self.seed, self.epoch, index)
+            seed = derive_seed(self.seed, epoch, index)
             img = ensure_min_side(img, self.patch_size)
             if self.augment_cfg is not None:
                 img = augment(img, self.augment_cfg, random.Random(seed))

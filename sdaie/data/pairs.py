@@ -22,13 +22,15 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from sdaie.config import ConfigError, HeadConfig
-from sdaie.data.imageio import ImageLoadError, load_image
-from sdaie.data.patches import random_patches
+from sdaie.data.imageio import ImageLoadError
+from sdaie.data.sources import make_source
 from sdaie.seeding import Stream, derive_seed
 
 
 class PhotoIndexLike(Protocol):
     """What this module needs from :class:`sdaie.exif.store.PhotoIndex`."""
+
+    crop_size: int | None
 
     def __len__(self) -> int: ...
     def labels_tensor(self) -> torch.Tensor: ...
@@ -126,29 +128,21 @@ def photos_with_all_tags(labels: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~np.isnan(labels).any(axis=1))
 
 
-class TensorSource(Protocol):
-    """Pixels stored as tensors with their own crop rule (:class:`sdaie.data.authors.AuthorsTensors`)."""
-
-    def load(self, path: Any) -> torch.Tensor: ...
-    def crops(self, t: torch.Tensor, n: int, size: int,
-              generator: torch.Generator | None = None) -> torch.Tensor: ...
-
-
 class PairDataset(Dataset):
     """``(patches1, patches2, labels1, labels2, skipped)`` for an item ``(q1, q2, seed)``.
 
-    Positions index ``ids`` (the photos of one split). Patches come from the index's pre-cut crop
-    when it has one and ``use_shards`` is on, else from the decoded file; with ``tensors`` (the
-    authors' training data) from the stored tensor, cut by that source's own rule.
+    Positions index ``ids`` (the photos of one split). The pixels come from the data source
+    ``source`` (``data.source``: the whole photo, the index's crops or the authors' tensors)
+    decoded by ``decoder`` (``data.decoder``), and the source cuts the patches; see
+    :mod:`sdaie.data.sources`.
     """
 
     def __init__(self, index: PhotoIndexLike, ids: Sequence[int], n_patches: int = 16,
-                 patch_size: int = 64, use_shards: bool = True,
-                 tensors: TensorSource | None = None):
+                 patch_size: int = 64, source: str = "photo", decoder: str = "pil"):
         self.index = index
         self.ids = np.asarray(ids, dtype=np.int64)
-        self.n_patches, self.patch_size, self.use_shards = n_patches, patch_size, use_shards
-        self.tensors = tensors
+        self.n_patches, self.patch_size = n_patches, patch_size
+        self.source = make_source(source, index, decoder, patch_size)
         self._bad: set[int] = set()  # unreadable in this process: reported once, not re-decoded
 
     @property
@@ -162,19 +156,11 @@ class PairDataset(Dataset):
 
     def draw(self, pixels: Any, generator: torch.Generator) -> torch.Tensor:
         """The ``n_patches`` random patches of one photo's pixels (from :meth:`pixels`)."""
-        if self.tensors is not None:
-            return self.tensors.crops(pixels, self.n_patches, self.patch_size, generator)
-        return random_patches(pixels, n=self.n_patches, size=self.patch_size, generator=generator)
+        return self.source.draw(pixels, self.n_patches, self.patch_size, generator)
 
     def pixels(self, i: int) -> Any:
-        """Photo ``i``'s pixels: stored tensor, shard crop or decoded file (ImageLoadError)."""
-        if self.tensors is not None:
-            return self.tensors.load(self.index.image_path(i))
-        if self.use_shards:
-            crop = self.index.crop(i)
-            if crop is not None:
-                return crop  # memory-mapped: only the patches' rows are read
-        return load_image(self.index.image_path(i))
+        """Photo ``i``'s pixels from the data source (ImageLoadError if unusable)."""
+        return self.source.pixels(i)
 
     def _load(self, q: int, avoid: int, skipped: list[dict]) -> tuple[int, Any]:
         """First usable photo from position ``q`` onwards (wrapping), other than ``avoid``."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -55,21 +57,27 @@ def link_latest(target: Path, link: Path) -> None:
     os.replace(tmp, link)
 
 
+def checkpoint_order(path: Path, prefix: str) -> tuple[int, int, int] | None:
+    """Sort key of ``<prefix>_<n>.pt`` and of a stop checkpoint ``<prefix>_<n>_step_<s>.pt``
+    (taken within a round: after ``<prefix>_<n>.pt``, before ``<prefix>_<n+1>.pt``); None for
+    other names."""
+    match = re.fullmatch(rf"{re.escape(prefix)}_(\d+)(?:_step_(\d+))?\.pt", path.name)
+    if match is None:
+        return None
+    within = match.group(2)
+    return int(match.group(1)), within is not None, int(within or 0)
+
+
 def newest_checkpoint(ckpt_dir: Path, prefix: str) -> Path | None:
-    """The highest-numbered ``<prefix>_<n>.pt`` in ``ckpt_dir``, if any."""
-    found = []
-    for p in ckpt_dir.glob(f"{prefix}_*.pt"):
-        try:
-            found.append((int(p.stem.split("_")[-1]), p))
-        except ValueError:
-            continue
+    """The newest checkpoint of the run in ``ckpt_dir`` by :func:`checkpoint_order`, if any."""
+    found = [(key, p) for p in ckpt_dir.glob(f"{prefix}_*.pt")
+             if (key := checkpoint_order(p, prefix)) is not None]
     return max(found)[1] if found else None
 
 
-def resolve_resume(arg: str | None, cfg_resume: str, ckpt_dir: Path, prefix: str) -> Path | None:
-    """``--resume`` beats ``run.resume``; ``auto`` = newest checkpoint in the run (None if none)."""
-    choice = arg if arg is not None else (cfg_resume or None)
-    if choice is None:
+def resolve_resume(choice: str | None, ckpt_dir: Path, prefix: str) -> Path | None:
+    """``auto`` = newest checkpoint in the run (None if none); a path must exist; None = fresh."""
+    if not choice:
         return None
     if choice == "auto":
         return newest_checkpoint(ckpt_dir, prefix)
@@ -77,6 +85,40 @@ def resolve_resume(arg: str | None, cfg_resume: str, ckpt_dir: Path, prefix: str
     if not path.is_file():
         raise SystemExit(f"--resume: no checkpoint at {path}")
     return path
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (full disk, quota, permissions); the previous one stands."""
+
+
+def _errno(exc: BaseException) -> int | None:
+    """The errno of ``exc`` or of an OSError it was raised from (torch wraps some write errors)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen.errno
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def write_error(exc: BaseException, path: Path, last: Path) -> CheckpointWriteError:
+    """One clear line for a failed checkpoint write, naming what is still intact."""
+    code = _errno(exc)
+    what = os.strerror(code) if code is not None else str(exc)
+    hint = ("free some space (or move run.out_dir) and continue with --resume"
+            if code in (errno.ENOSPC, errno.EDQUOT) else "fix the cause and continue with --resume")
+    kept = (f"the previous checkpoint {last.name} -> {os.path.basename(_link_target(last))} is intact"
+            if last.exists() else "no earlier checkpoint exists")
+    return CheckpointWriteError(f"could not write checkpoint {path}: {what}; nothing was replaced, "
+                                f"{kept}; {hint}")
+
+
+def _link_target(last: Path) -> str:
+    """The numbered checkpoint ``last.pt`` is a hard link of (``last.pt`` itself if none is found)."""
+    for p in sorted(last.parent.glob("*.pt")):
+        if p != last and p.exists() and os.path.samefile(p, last):
+            return str(p)
+    return str(last)
 
 
 def check_resumable(ckpt: dict, kind: str, progress_key: str, model_cfg: Any,

@@ -5,7 +5,9 @@ rounds: a step-counted run (pretext) is one round of ``total`` steps, an epoch-c
 (binary) one round per epoch. The same rules then serve both: a log line every ``log_every``
 steps of a round and at its end; a checkpoint every ``ckpt_every`` steps of a round (if set) and
 at its end. A checkpoint records progress in the run's unit, which also names its file
-(``step_00000400.pt``, ``epoch_003.pt``), so a resumed run knows where to continue.
+(``step_00000400.pt``, ``epoch_003.pt``), so a resumed run knows where to continue; a stop
+request may add a checkpoint after any step (``epoch_003_step_00001234.pt`` within an epoch),
+which records the global step too.
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ class Schedule:
 
     def checkpoint_name(self, progress: int) -> str:
         return f"{self.unit}_{progress:0{UNITS[self.unit][0]}d}.pt"
+
+    def stop_checkpoint_name(self, step: int) -> str:
+        """A checkpoint taken after any step (a stop request): the usual name for a step-counted
+        run; ``epoch_<done>_step_<step>.pt`` within an epoch."""
+        progress = self.progress(step)
+        if self.unit == "step" or step == self.start_step(progress):
+            return self.checkpoint_name(progress)
+        return f"{self.checkpoint_name(progress)[:-3]}_step_{step:08d}.pt"
+
+    @property
+    def total_steps(self) -> int:
+        return self.rounds * self.round_steps
 
     @property
     def resumed_phrase(self) -> str:

@@ -14,11 +14,14 @@ every RNG state, the tasks' data are functions of (seed, step or epoch), and nei
 nor the creation of data-loader iterators draws from torch's global generator
 (:func:`global_rng_untouched`), so the model is its only consumer.
 
-Where later run controls belong: a stop request (SIGTERM) is checked in :meth:`Trainer._round`
-after each :meth:`Trainer._step` (an epoch-counted run then also records the step within the
-epoch, which :meth:`TrainingTask.batches` already receives); refusing an existing run folder, and
-resuming from ``last.pt`` after a torchrun restart, in :meth:`Trainer._resume`; fp16 with a
-gradient scaler in :class:`~sdaie.engine.precision.Precision`.
+Run controls (:mod:`sdaie.engine.runfolder`, :mod:`sdaie.engine.preemption`): before anything is
+written, rank 0 decides whether the run starts, resumes (``--resume``, or by itself after a
+torchrun restart of the same launch), clears the folder (``--overwrite``) or refuses a folder
+that holds a run; every rank follows that decision. SIGTERM is checked at each step boundary:
+the ranks agree on a step, save a checkpoint there (within an epoch too) and raise
+:class:`~sdaie.engine.preemption.Preempted`. A checkpoint that cannot be written (full disk)
+stops the run with :class:`~sdaie.engine.checkpointing.CheckpointWriteError`; ``last.pt`` still
+points at the previous one.
 """
 
 from __future__ import annotations
@@ -33,10 +36,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sdaie.config import Config, to_dict
-from sdaie.distributed import barrier, distributed
-from sdaie.engine.checkpointing import link_latest, resolve_resume, restore_training, rng_state
+from sdaie.distributed import DistInfo, all_gather_objects, barrier, distributed
+from sdaie.engine.checkpointing import (link_latest, resolve_resume, restore_training, rng_state,
+                                        write_error)
 from sdaie.engine.meter import DeviceMeter
 from sdaie.engine.precision import Precision
+from sdaie.engine.preemption import Preempted, StopRequest
+from sdaie.engine.runfolder import (RunFolderError, Start, clear_run, decide_start, mark_launch,
+                                    restart_count)
 from sdaie.engine.runlog import CsvLog, SkipReporter, Timer, setup_logging, write_json
 from sdaie.engine.task import Interval, RunContext, StepOutput, TrainingTask
 from sdaie.runinfo import write_run_info
@@ -44,20 +51,51 @@ from sdaie.seeding import seed_all
 
 
 def run_training(stage: str, cfg: Config, resume_arg: str | None,
-                 build: Callable[[RunContext], TrainingTask], amp: bool = False,
-                 tf32: bool | None = None) -> dict[str, Any]:
+                 build: Callable[[RunContext], TrainingTask], amp: str | bool = False,
+                 tf32: bool | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train the task ``build(run)`` under ``stage``'s name; returns what summary.json holds.
 
-    ``resume_arg``: ``--resume`` (``"auto"`` or a path; None defers to ``run.resume``).
+    ``resume_arg``: ``--resume`` (``"auto"`` or a path; None defers to ``run.resume``);
+    ``overwrite``: ``--overwrite`` (clear a run already in ``run.out_dir``).
     """
     out = Path(cfg.run.out_dir)
     with distributed(cfg.run.device, cfg.run.dist_timeout_s) as info:
+        choice = resume_arg if resume_arg is not None else (cfg.run.resume or None)
+        start = agree_start(out, stage, choice, overwrite, info)
         log = setup_logging(out if info.is_main else None, info.is_main, stage)
+        if start.restarted:
+            log.info("torchrun restart %d of this launch: continuing its run", restart_count())
         timer = Timer()
         seed_all(cfg.run.seed)  # identical initial weights on every rank
         run = RunContext(stage, cfg, info, out, log, Precision(info.device, amp, tf32),
                          SkipReporter(out / "skipped.jsonl", info.is_main, log))
-        return Trainer(run, build(run), timer).fit(resume_arg)
+        stop = StopRequest(info.distributed)
+        try:
+            return Trainer(run, build(run), timer, stop).fit(start.resume)
+        finally:
+            stop.close()
+
+
+def agree_start(out: Path, stage: str, resume: str | None, overwrite: bool,
+                info: DistInfo) -> Start:
+    """Rank 0's :func:`~sdaie.engine.runfolder.decide_start`, followed by every rank; the folder
+    is cleared (``--overwrite``) and the launch recorded before any rank writes into it."""
+    decision: Start | str = Start(None)
+    if info.is_main:
+        try:
+            decision = decide_start(out, stage, resume, overwrite)
+        except RunFolderError as exc:
+            decision = str(exc)
+    decision = all_gather_objects(decision)[0]
+    if isinstance(decision, str):
+        raise RunFolderError(decision)
+    if info.is_main:
+        if decision.overwrite:
+            clear_run(out, stage)
+        out.mkdir(parents=True, exist_ok=True)
+        mark_launch(out)
+    barrier()
+    return decision
 
 
 @contextmanager
@@ -75,8 +113,10 @@ def global_rng_untouched() -> Iterator[None]:
 class Trainer:
     """Runs one :class:`TrainingTask` to the end of its schedule."""
 
-    def __init__(self, run: RunContext, task: TrainingTask, timer: Timer | None = None):
+    def __init__(self, run: RunContext, task: TrainingTask, timer: Timer | None = None,
+                 stop: StopRequest | None = None):
         self.run, self.task = run, task
+        self.stop = stop or StopRequest()
         self.schedule = task.schedule
         self.timer = timer or Timer()
         self.ckpt_dir = run.out / "checkpoints"
@@ -87,48 +127,57 @@ class Trainer:
         self.tick = Timer()
         self.train_log: CsvLog | None = None
         self.val_log: CsvLog | None = None
+        self.saved_step = -1  # the step of the newest checkpoint this process has seen saved
 
-    def fit(self, resume_arg: str | None = None) -> dict[str, Any]:
-        """Resume if asked, train to the end of the schedule; returns what summary.json holds."""
+    def fit(self, resume: str | None = None) -> dict[str, Any]:
+        """Resume if asked (``"auto"`` or a path), train to the end of the schedule; returns what
+        summary.json holds."""
         run, task, schedule = self.run, self.task, self.schedule
-        self.progress, resumed = self._resume(resume_arg)
+        step, resumed = self._resume(resume)
         net = self._wrap(task.forward_module())
         env: dict[str, Any] = {}
         if run.info.is_main:
             env = write_run_info(run.out, run.cfg, stage=run.stage, world_size=run.info.world_size,
                                  resumed_from=str(resumed) if resumed else None, **task.run_facts())
         task.announce(self.progress)
-        step = schedule.start_step(self.progress)
         if run.info.is_main:
             self.train_log = CsvLog(run.out / "train_log.csv", truncate_after=step)
             self.val_log = CsvLog(run.out / "val_log.csv", truncate_after=self.progress,
                                   key=schedule.unit)
         task.model.train()
+        self.stop.install()  # from here on SIGTERM means "checkpoint and stop"; before, it kills
         for r in range(schedule.rounds):
             if step < schedule.round_end(r):
                 step = self._round(net, r, step)
         return self._finish(env)
 
-    def _resume(self, resume_arg: str | None) -> tuple[int, Path | None]:
-        """(progress recorded by the checkpoint resumed from, its path); (0, None) for a fresh run."""
+    def _resume(self, resume: str | None) -> tuple[int, Path | None]:
+        """(last step done, checkpoint resumed from); (0, None) for a fresh run. Sets the progress."""
         unit = self.schedule.unit
-        path = resolve_resume(resume_arg, self.run.cfg.run.resume, self.ckpt_dir, unit)
+        path = resolve_resume(resume, self.ckpt_dir, unit)
         if path is None:
+            self.progress = 0
             return 0, None
         ckpt = self.task.read_checkpoint(path)
         self.task.check_resume(ckpt, str(path))
         restore_training(ckpt, self.task.model, self.task.optimizer, str(path))
-        progress = int(ckpt[unit])
-        self.run.log.info("resumed from %s %s %d", path, self.schedule.resumed_phrase, progress)
-        return progress, path
+        self.run.precision.load_state_dict(ckpt.get("precision"))
+        self.progress = int(ckpt[unit])
+        step = int(ckpt.get("global_step", self.schedule.start_step(self.progress)))
+        where = (f"{self.schedule.resumed_phrase} {self.progress}" if step ==
+                 self.schedule.start_step(self.progress) else f"at step {step}")
+        self.run.log.info("resumed from %s %s", path, where)
+        return step, path
 
     def _wrap(self, module: nn.Module) -> nn.Module:
-        """DDP over the process group (gradients averaged in backward); the module alone otherwise."""
+        """DDP over the process group (gradients averaged in backward), then ``torch.compile``
+        with ``run.compile``; the module alone otherwise. Checkpoints and validation use the
+        bare module, so their keys and results do not depend on either."""
         info = self.run.info
-        if not info.distributed:
-            return module
-        return DistributedDataParallel(
-            module, device_ids=[info.device] if info.device.type == "cuda" else None)
+        if info.distributed:
+            module = DistributedDataParallel(
+                module, device_ids=[info.device] if info.device.type == "cuda" else None)
+        return torch.compile(module) if self.run.cfg.run.compile else module
 
     def _round(self, net: nn.Module, r: int, step: int) -> int:
         """Steps of round ``r`` after global step ``step``; returns the round's last step."""
@@ -146,6 +195,8 @@ class Trainer:
                 self._log(step)
             if self.schedule.checkpoint_due(step):
                 self._checkpoint(step)
+            if self.stop.due() and step < self.schedule.total_steps:
+                self._stop(step)
         if step != end:
             raise RuntimeError(f"round {r} ended at step {step}, scheduled to end at {end}: the "
                                "data and the schedule disagree on the number of batches")
@@ -198,11 +249,10 @@ class Trainer:
 
     def _checkpoint(self, step: int) -> None:
         """Save (rank 0), then validate (every rank); never after a non-finite loss."""
-        if self.meter.steps and not self.meter.all_finite():  # steps since the last log line
-            self._require_finite(self._interval(step, self.meter.steps, self.meter.collect()))
+        self._check_unlogged(step)
         progress = self.schedule.progress(step)
         if self.run.info.is_main:
-            self._save(progress)
+            self._save(step, self.schedule.checkpoint_name(progress))
         with global_rng_untouched():
             row = self.task.validate(progress)
         if row is not None:
@@ -211,13 +261,37 @@ class Trainer:
                 self.val_log.append({self.schedule.unit: progress, **row})
         barrier()
         self.progress = progress
+        self.saved_step = step
 
-    def _save(self, progress: int) -> None:
-        path = self.ckpt_dir / self.schedule.checkpoint_name(progress)
-        state = {"optimizer": self.task.optimizer.state_dict(), self.schedule.unit: progress,
-                 **self.task.checkpoint_extra(progress), "rng": rng_state()}
-        self.task.write_checkpoint(path, self.run.cfg, state)
-        link_latest(path, self.ckpt_dir / "last.pt")
+    def _check_unlogged(self, step: int) -> None:
+        """The finiteness check of the steps since the last log line (one host read)."""
+        if self.meter.steps and not self.meter.all_finite():
+            self._require_finite(self._interval(step, self.meter.steps, self.meter.collect()))
+
+    def _stop(self, step: int) -> None:
+        """Every rank agreed to stop after ``step``: log, checkpoint (no validation), raise."""
+        if self.meter.steps:
+            self._log(step)
+        name = self.schedule.stop_checkpoint_name(step)
+        if self.saved_step != step and self.run.info.is_main:
+            self._save(step, name)
+        barrier()
+        path = self.ckpt_dir / (self.schedule.checkpoint_name(self.schedule.progress(step))
+                                if self.saved_step == step else name)
+        raise Preempted(str(path), f"step {step} of {self.schedule.total_steps}")
+
+    def _save(self, step: int, name: str) -> None:
+        """Checkpoint ``name`` and ``last.pt``; a failed write leaves ``last.pt`` as it was."""
+        path, last = self.ckpt_dir / name, self.ckpt_dir / "last.pt"
+        state = {"optimizer": self.task.optimizer.state_dict(),
+                 self.schedule.unit: self.schedule.progress(step), "global_step": step,
+                 **self.task.checkpoint_extra(self.schedule.progress(step)), "rng": rng_state(),
+                 "precision": self.run.precision.state_dict()}
+        try:
+            self.task.write_checkpoint(path, self.run.cfg, state)
+            link_latest(path, last)
+        except OSError as exc:
+            raise write_error(exc, path, last) from exc
 
     def _finish(self, env: dict[str, Any]) -> dict[str, Any]:
         run, unit = self.run, self.schedule.unit

@@ -28,10 +28,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sdaie.config import Config, head_names
-from sdaie.data.authors import AuthorsTensors
 from sdaie.data.loading import seeded_loader
 from sdaie.data.pairs import (PairBatchSampler, PairDataset, check_index_schema,
                               photos_with_all_tags, split_by_photo)
+from sdaie.data.sources import check_source_fits_index
 from sdaie.engine.checkpointing import check_resumable, check_same_stream
 from sdaie.engine.runlog import write_json
 from sdaie.engine.schedule import Schedule
@@ -80,9 +80,9 @@ class PretextTask(TrainingTask):
         index = load_index(cfg.data.index)
         check_index_schema(index.vocab, self.heads)
         self.train_ids, self.val_ids = photo_split(index.labels_array(), cfg)
-        tensors = AuthorsTensors(cfg.model.patch_size) if is_tensor_index(cfg.data.index) else None
+        check_source_fits_index(cfg.data.source, is_tensor_index(cfg.data.index), cfg.data.index)
         mk = dict(n_patches=cfg.data.patches, patch_size=cfg.model.patch_size,
-                  use_shards=cfg.data.use_shards, tensors=tensors)
+                  source=cfg.data.source, decoder=cfg.data.decoder)
         self.train_set = PairDataset(index, self.train_ids, **mk)
         self.val_set = PairDataset(index, self.val_ids, **mk) if len(self.val_ids) >= 2 else None
         self.model = PretextModel(cfg.model, self.heads).to(run.info.device)
@@ -165,14 +165,14 @@ class PretextTask(TrainingTask):
                 "skipped_photos": skipped}
 
 
-def train(cfg: Config, resume_arg: str | None = None) -> dict[str, Any]:
+def train(cfg: Config, resume_arg: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     check_backbone_train(cfg, resume_arg)
     return run_training("backbone_train", cfg, resume_arg, PretextTask, amp=cfg.pretext.amp,
-                        tf32=cfg.pretext.tf32)
+                        tf32=cfg.pretext.tf32, overwrite=overwrite)
 
 
 def execute(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
-    return train(cfg, args.resume)
+    return train(cfg, args.resume, args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,6 @@ epoch when ``binary.val_root`` is set: accuracy / AP / ROC-AUC of the QUICK vali
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any, Sequence
 
 import torch
@@ -30,7 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from sdaie.config import Config
 from sdaie.data.labelled import LabelledPatches
-from sdaie.data.loading import seeded_loader
+from sdaie.data.loading import EpochBatches, seeded_loader
 from sdaie.data.transforms import AugmentConfig
 from sdaie.data.walk import ignored_text
 from sdaie.engine.checkpointing import check_resumable
@@ -80,8 +79,10 @@ class BinaryTask(TrainingTask):
         self.sampler = DistributedSampler(self.train_set, num_replicas=info.world_size,
                                           rank=info.rank, shuffle=True, seed=cfg.run.seed,
                                           drop_last=False)
-        self.steps_per_epoch = math.ceil(len(self.sampler) / bc.batch_size)
+        self.epoch_batches = EpochBatches(self.sampler, bc.batch_size)
+        self.steps_per_epoch = len(self.epoch_batches)
         self.schedule = Schedule.by_epochs(bc.epochs, self.steps_per_epoch, bc.log_every)
+        self.loader: DataLoader | None = None  # made at the first epoch, its workers kept
 
     def forward_module(self) -> nn.Module:
         return WithTaps(self.model)
@@ -108,11 +109,14 @@ class BinaryTask(TrainingTask):
                  self.bc.batch_size, start, self.bc.epochs, info.device)
 
     def batches(self, round_index: int, start_step: int) -> DataLoader:
-        self.sampler.set_epoch(round_index)
-        self.train_set.set_epoch(round_index)
-        return seeded_loader(self.train_set, self.cfg.data, self.run.info.device,
-                             self.cfg.run.seed, round_index, batch_size=self.bc.batch_size,
-                             sampler=self.sampler)
+        """Epoch ``round_index`` from global step ``start_step`` on (a run stopped within an
+        epoch resumes at its next batch); one loader for the whole run, its workers persistent."""
+        self.epoch_batches.set_epoch(round_index, start_step - round_index * self.steps_per_epoch)
+        if self.loader is None:
+            self.loader = seeded_loader(self.train_set, self.cfg.data, self.run.info.device,
+                                        self.cfg.run.seed, round_index, persistent=True,
+                                        batch_sampler=self.epoch_batches)
+        return self.loader
 
     def forward(self, net: nn.Module, batch: Sequence[torch.Tensor]) -> Any:
         return net(batch[0])
@@ -149,13 +153,14 @@ class BinaryTask(TrainingTask):
                 "last_validation": last_validation}
 
 
-def train(cfg: Config, resume_arg: str | None = None) -> dict[str, Any]:
+def train(cfg: Config, resume_arg: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     check_bc_train(cfg)
-    return run_training("bc_train", cfg, resume_arg, BinaryTask, amp=cfg.binary.amp)
+    return run_training("bc_train", cfg, resume_arg, BinaryTask, amp=cfg.binary.amp,
+                        overwrite=overwrite)
 
 
 def execute(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
-    return train(cfg, args.resume)
+    return train(cfg, args.resume, args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,12 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sdaie.config import Config, ConfigError, load_config
 from sdaie.data.imageio import ImageLoadError
+from sdaie.engine.runfolder import RunFolderError, decide_start
 from sdaie.stages import checks
 
 USAGE_ERROR = 2  # argparse's status for a command-line mistake; ours for config mistakes too
@@ -69,7 +71,8 @@ STAGES: dict[str, Stage] = {
 
 
 def stage_parser(name: str, prog: str | None = None) -> argparse.ArgumentParser:
-    """``--config YAML``, ``key.sub=value`` overrides, and for training stages ``--resume``."""
+    """``--config YAML``, ``key.sub=value`` overrides, and for training stages ``--resume`` /
+    ``--resume-from CKPT`` / ``--overwrite`` (the run controls)."""
     stage = STAGES[name]
     parser = argparse.ArgumentParser(prog=prog, description=stage.description)
     parser.add_argument("--config", default=None, help="YAML config (may use _base_ inheritance)")
@@ -80,6 +83,9 @@ def stage_parser(name: str, prog: str | None = None) -> argparse.ArgumentParser:
                                 "(same as run.resume=auto; starts fresh if there is none)")
         group.add_argument("--resume-from", dest="resume", metavar="CKPT",
                            help="continue from this checkpoint (same as run.resume=CKPT)")
+        group.add_argument("--overwrite", action="store_true",
+                           help="start afresh in a run.out_dir that holds a run: delete its "
+                                "checkpoints and logs first (without it such a folder is refused)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help=f"config overrides, e.g. {stage.example}")
     return parser
@@ -111,6 +117,12 @@ def stage_main(name: str, argv: Sequence[str] | None = None, prog: str | None = 
         STAGES[name].check(cfg, args)
     except ConfigError as exc:
         raise _fail(parser.prog, f"config error: {exc}") from None
+    if STAGES[name].resume:
+        try:  # the engine decides again on rank 0 before writing; this says it before torch loads
+            decide_start(Path(cfg.run.out_dir), name, args.resume or cfg.run.resume or None,
+                         args.overwrite)
+        except RunFolderError as exc:
+            raise _fail(parser.prog, str(exc)) from None
     module = importlib.import_module(STAGES[name].module)
     return run_stage(parser.prog, cfg, args, module.execute)
 
@@ -119,27 +131,37 @@ def run_stage(prog: str, cfg: Config, args: argparse.Namespace,
               run: Callable[[Config, argparse.Namespace], Any]) -> int:
     """Run; expected failures end with one line instead of a traceback.
 
-    Under torchrun the run is wrapped in torchelastic's ``record``, so the failing rank's error lands
-    in the launcher's summary.
+    A run stopped by SIGTERM (its checkpoint written) prints one line and returns 143, as a
+    process ended by that signal would; a checkpoint that could not be written (full disk) ends
+    with status 1. Under torchrun the run is wrapped in torchelastic's ``record``, so the failing
+    rank's error lands in the launcher's summary.
     """
-    # reason: the checkpoint module needs torch, which the checks above run without
+    # reason: these modules need torch, which the checks above run without
+    from sdaie.engine.checkpointing import CheckpointWriteError
+    from sdaie.engine.preemption import EXIT_CODE as PREEMPTED_EXIT, Preempted
     from sdaie.models.checkpoint import CheckpointError
 
-    def _run() -> None:
+    def _run() -> int:
         try:
             run(cfg, args)
         except ConfigError as exc:
             raise _fail(prog, f"config error: {exc}") from None
         except CheckpointError as exc:
             raise _fail(prog, f"checkpoint error: {exc}") from None
+        except RunFolderError as exc:  # rank 0's decision, when the folder changed meanwhile
+            raise _fail(prog, str(exc)) from None
         except ImageLoadError as exc:  # only with run.strict: a data failure, status 1
             raise SystemExit(f"run.strict: stopped at unusable file {exc.path}: {exc}") from None
+        except CheckpointWriteError as exc:  # e.g. a full disk, status 1
+            raise SystemExit(str(exc)) from None
+        except Preempted as exc:
+            print(exc, file=sys.stderr, flush=True)
+            return PREEMPTED_EXIT
+        return 0
 
     if "TORCHELASTIC_ERROR_FILE" in os.environ:  # set by torchrun for each worker
         # reason: torchelastic is needed under torchrun only; a plain run does not load it
         from torch.distributed.elastic.multiprocessing.errors import record
 
-        record(_run)()
-    else:
-        _run()
-    return 0
+        return record(_run)()
+    return _run()

@@ -54,7 +54,7 @@ def test_split_by_photo_is_disjoint_and_seeded():
 
 
 class FakeIndex:
-    """The three things PairDataset uses from PhotoIndex."""
+    """What PairDataset uses from PhotoIndex."""
 
     def __init__(self, root: Path, n: int, broken: set[int], crops: bool):
         rng = np.random.default_rng(0)
@@ -71,6 +71,7 @@ class FakeIndex:
             self.paths.append(p)
             self.arrays.append(arr)
         self.crops = crops
+        self.crop_size = 48 if crops else None
         self.labels = torch.arange(n * 2, dtype=torch.float32).view(n, 2)
 
     def labels_tensor(self):
@@ -99,7 +100,7 @@ def test_crops_and_decoded_files_give_identical_patches(tmp_path):
     (tmp_path / "b").mkdir()
     decoded = PairDataset(FakeIndex(tmp_path / "a", 3, set(), crops=False), [0, 1, 2], 4, 16)
     cropped = PairDataset(FakeIndex(tmp_path / "b", 3, set(), crops=True), [0, 1, 2], 4, 16,
-                          use_shards=True)
+                          source="shards")
     a, b = decoded[(0, 1, 9)], cropped[(0, 1, 9)]
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 

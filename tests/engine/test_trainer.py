@@ -1,128 +1,17 @@
-"""The training engine on its own, with a toy task: cadence, resume, host reads, non-finite losses.
-
-The toy model has dropout, so the global torch RNG feeds every step: a resumed run equals an
-uninterrupted one only if the engine restores that RNG and nothing else draws from it between
-steps (data-loader iterators, validation).
+"""The training engine on its own, with a toy task (tests/support/toy_training.py): cadence,
+resume, host reads, non-finite losses.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from sdaie.atomic import atomic_torch_save
-from sdaie.config import Config, RunConfig
-from sdaie.data.loading import collate_skips
 from sdaie.engine.schedule import Schedule
-from sdaie.engine.task import StepOutput, TrainingTask
-from sdaie.engine.trainer import run_training
-
-N_ITEMS, BATCH = 12, 5
-
-
-class ToyData(Dataset):
-    """Item i: a fixed input and target; item 7 is 'unreadable' (reported, stood in for by 8)."""
-
-    def __init__(self) -> None:
-        gen = torch.Generator().manual_seed(0)
-        self.x = torch.randn(N_ITEMS, 4, generator=gen)
-        self.y = self.x.sum(1, keepdim=True)
-
-    def __len__(self) -> int:
-        return N_ITEMS
-
-    def __getitem__(self, i: int):
-        if i == 7:
-            return self.x[8], self.y[8], [{"path": "item7", "reason": "broken"}]
-        return self.x[i], self.y[i], []
-
-
-class ToyTask(TrainingTask):
-    kind = "toy"
-
-    def __init__(self, run, schedule: Schedule, log: list | None = None, nan_at: int | None = None):
-        self.run, self.schedule, self.events, self.nan_at = run, schedule, log, nan_at
-        self.model = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.5), nn.Linear(16, 1))
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=0.01)
-        self.data, self.steps_done = ToyData(), 0
-        self.per_step: list[tuple[float, int]] = []  # (loss, batch size) read back by the test only
-
-    def batches(self, round_index: int, start_step: int):
-        if self.schedule.unit == "step":  # a pure function of the step, like the pair sampler
-            order = [[(s * BATCH + k) % N_ITEMS for k in range(BATCH)]
-                     for s in range(start_step, self.schedule.round_steps)]
-        else:  # a seeded permutation per epoch, like DistributedSampler
-            perm = torch.randperm(N_ITEMS, generator=torch.Generator().manual_seed(round_index)).tolist()
-            order = [perm[i:i + BATCH] for i in range(0, N_ITEMS, BATCH)]
-        return DataLoader(self.data, batch_sampler=order, collate_fn=collate_skips)
-
-    def forward(self, net, batch):
-        self.steps_done += 1
-        if self.events is not None:
-            self.events.append("step")
-        return net(batch[0])
-
-    def loss(self, outputs, batch):
-        mse = F.mse_loss(outputs, batch[1])
-        if self.steps_done == self.nan_at:
-            mse = mse * float("nan")
-        if self.events is None:
-            self.per_step.append((mse.item(), batch[1].shape[0]))
-        return StepOutput(mse, {"mse": mse}, {"big": (outputs.detach() > 0).sum()},
-                          weight=batch[1].shape[0])
-
-    def log_row(self, iv):
-        return ({"step": iv.step, "round": iv.round, "loss": iv.loss, "mse": iv.terms["mse"],
-                 "big": float(iv.counts["big"]), "weight": iv.weight},
-                f"toy step {iv.step} loss {iv.loss:.4f}")
-
-    def check_resume(self, ckpt, source):
-        pass
-
-    def checkpoint_extra(self, progress):
-        return {"toy": progress}
-
-    def validate(self, progress):
-        if self.events is not None:
-            return None
-        path = self.run.out / "checkpoints" / self.schedule.checkpoint_name(progress)
-        assert path.is_file()  # saved before validating
-        torch.rand(3)  # e.g. random patches drawn from the global RNG
-        for _ in DataLoader(self.data, batch_size=4, collate_fn=collate_skips):
-            pass  # an iterator draws its base seed from the global RNG too
-        return {"saved": path.name}
-
-    def summary_facts(self, skipped, last_validation):
-        return {"skipped_items": skipped, "last_validation": last_validation}
-
-    def write_checkpoint(self, path, cfg, state):
-        atomic_torch_save({"state_dict": self.model.state_dict(), **state}, path)
-
-    def read_checkpoint(self, path):
-        return torch.load(path, weights_only=True)
-
-
-def _train(out: Path, schedule: Schedule, resume: str | None = None, **kw):
-    cfg = Config(run=RunConfig(out_dir=str(out), device="cpu", seed=3))
-    tasks = []
-
-    def build(run):
-        tasks.append(ToyTask(run, schedule, **kw))
-        return tasks[0]
-    return run_training("toy_train", cfg, resume, build), tasks[0]
-
-
-def _rows(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+from support.toy_training import rows as _rows, toy_state as _state, train_toy as _train
 
 
 def test_step_schedule_logs_checkpoints_and_validates_on_cadence(tmp_path):
@@ -161,15 +50,6 @@ def test_epoch_schedule_logs_within_each_epoch_and_checkpoints_after_it(tmp_path
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3
     assert [int(r["epoch"]) for r in _rows(tmp_path / "val_log.csv")] == [1, 2, 3]
     assert summary["epochs"] == 3
-
-
-def _state(path: Path) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(path, weights_only=True)
-    flat = {f"model.{k}": v for k, v in ckpt["state_dict"].items()}
-    for pid, st in ckpt["optimizer"]["state"].items():
-        flat.update({f"adam.{pid}.{k}": torch.as_tensor(v) for k, v in st.items()})
-    flat["rng.torch"] = ckpt["rng"]["torch"]
-    return flat
 
 
 @pytest.mark.parametrize("full, first, unit", [

@@ -61,10 +61,12 @@ def test_training_stages_hand_dist_timeout_to_the_process_group(monkeypatch):
     seen = {}
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(sd, "attempt_store", lambda rank, world, timeout: f"store {timeout}")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     info = sd.init_distributed("cpu", timeout_s=17)
     assert seen["timeout"] == timedelta(seconds=17) and seen["backend"] == "gloo"
+    assert seen["store"] == f"store {timedelta(seconds=17)}"  # the store's wait too
     assert (info.rank, info.world_size) == (1, 2)
     root = Path(__file__).resolve().parents[2] / "sdaie"
 

@@ -1,6 +1,7 @@
-"""Runs that die: SIGKILL mid-training, resume to the same weights; foreign checkpoints refused.
+"""Runs that die: SIGKILL or SIGTERM mid-training, resume to the same weights; foreign
+checkpoints refused.
 
-The killed run is a real ``backbone_train`` process (CPU, the tiny config on a synthetic
+The interrupted run is a real ``backbone_train`` process (CPU, the tiny config on a synthetic
 camera world); the uninterrupted reference and the resumed run execute in this process. All
 use one thread, so the three agree bit for bit.
 """
@@ -57,20 +58,44 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return flat
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_gives_the_uninterrupted_weights(index_dir, tmp_path):
-    from sdaie.models import load_checkpoint
+@pytest.fixture(scope="module")
+def uninterrupted(index_dir, tmp_path_factory) -> Path:
     from sdaie.stages import backbone_train
 
-    full, part = tmp_path / "full", tmp_path / "part"
-    assert backbone_train.main(_args(index_dir, full)) == 0
+    full = tmp_path_factory.mktemp("full")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the child processes (a module fixture runs before one_torch_thread)
+    try:
+        assert backbone_train.main(_args(index_dir, full)) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return full
 
+
+def _same_final_weights(a: Path, b: Path) -> bool:
+    x, y = _state(a / "checkpoints" / "last.pt"), _state(b / "checkpoints" / "last.pt")
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def _slow_run(index_dir: Path, part: Path, tmp_path: Path) -> subprocess.Popen:
+    """The tiny run in a child process, paused 0.3 s after each step; returns once it has saved
+    its first checkpoint and logged a step after it."""
     proc = subprocess.Popen([PYTHON, str(Path(__file__).with_name("_slow_train.py")), "0.3",
                              *_args(index_dir, part)], cwd=tmp_path, env=subprocess_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = part / "checkpoints" / f"step_{EVERY:08d}.pt"
     _wait_for(first.exists, 180, proc, "the first checkpoint")
     _wait_for(lambda: max(_logged_steps(part), default=0) > EVERY, 30, proc, "a step after it")
+    return proc
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_uninterrupted_weights(index_dir, uninterrupted, tmp_path):
+    from sdaie.models import load_checkpoint
+    from sdaie.stages import backbone_train
+
+    part = tmp_path / "part"
+    proc = _slow_run(index_dir, part, tmp_path)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     proc.stderr.close()
@@ -83,13 +108,35 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(index_dir, tmp_path
         assert load_checkpoint(part / "checkpoints" / f"step_{s:08d}.pt")["step"] == s
 
     assert backbone_train.main(_args(index_dir, part, "--resume")) == 0
-    a, b = _state(full / "checkpoints" / "last.pt"), _state(part / "checkpoints" / "last.pt")
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _same_final_weights(uninterrupted, part)
     assert load_checkpoint(part / "checkpoints" / "last.pt")["step"] == STEPS
     assert _logged_steps(part) == list(range(1, STEPS + 1))  # the log has each step once
     log = (part / "backbone_train.log").read_text()
     assert f"resumed from {part / 'checkpoints' / f'step_{saved[-1]:08d}.pt'} at step {saved[-1]}" in log
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_at_the_next_step_then_resume_gives_the_uninterrupted_weights(
+        index_dir, uninterrupted, tmp_path):
+    """What SLURM and Kubernetes do to preempt: SIGTERM, a grace period, then SIGKILL."""
+    from sdaie.models import load_checkpoint
+    from sdaie.stages import backbone_train
+
+    part = tmp_path / "part"
+    proc = _slow_run(index_dir, part, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143  # as a process ended by SIGTERM reports it
+    stderr = proc.stderr.read()
+    proc.stderr.close()
+    stopped = load_checkpoint(part / "checkpoints" / "last.pt")["step"]
+    assert EVERY < stopped < STEPS and max(_logged_steps(part)) == stopped  # no step lost
+    assert (part / "checkpoints" / f"step_{stopped:08d}.pt").is_file()  # its own checkpoint
+    assert f"stopped by SIGTERM after step {stopped} of {STEPS}" in stderr.splitlines()[-1]
+    assert "Traceback" not in stderr and not (part / "summary.json").exists()
+
+    assert backbone_train.main(_args(index_dir, part, "--resume")) == 0
+    assert _same_final_weights(uninterrupted, part)
+    assert _logged_steps(part) == list(range(1, STEPS + 1))
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +263,51 @@ def test_resume_on_another_data_stream_is_refused(change, message, index_dir, fi
 
     with pytest.raises(SystemExit, match=r"checkpoint error: .*another data stream.*" + message):
         backbone_train.main(_args(index_dir, finished_run, "pretext.steps=6", "--resume", *change))
+
+
+@pytest.fixture(scope="module")
+def bc_world(tmp_path_factory) -> Path:
+    from sdaie.synth import make_world
+
+    base = tmp_path_factory.mktemp("bc_world")
+    make_world(base, photos=4, size=96, gen_images=2, bc_train=8, bc_val=2)
+    return base / "bc_train"
+
+
+def _bc_args(root: Path, pretext: Path, out: Path, *extra: str) -> list[str]:
+    return ["run.device=cpu", f"run.out_dir={out}", "data.workers=1", "data.patches=2",
+            f"binary.pretext_checkpoint={pretext}", f"binary.train_root={root}",
+            "binary.epochs=2", "binary.batch_size=4", "binary.log_every=1", *extra]
+
+
+def test_bc_train_stopped_within_an_epoch_resumes_at_its_next_batch(bc_world, tiny_checkpoints,
+                                                                   tmp_path):
+    """SIGTERM at step 6 of 2 x 4: a checkpoint within the second epoch; the resumed run (one
+    persistent loader worker, batches from the sixth on) ends with the uninterrupted weights."""
+    import os
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from sdaie.models import load_checkpoint
+    from sdaie.stages import bc_train
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert bc_train.main(_bc_args(bc_world, tiny_checkpoints["pretext"], full)) == 0
+    steps = []
+
+    def sigterm_at_six(optimizer, args, kwargs):
+        steps.append(1)
+        if len(steps) == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handle = register_optimizer_step_post_hook(sigterm_at_six)
+    try:
+        assert bc_train.main(_bc_args(bc_world, tiny_checkpoints["pretext"], part)) == 143
+    finally:
+        handle.remove()
+    stop = part / "checkpoints" / "epoch_001_step_00000006.pt"
+    assert load_checkpoint(stop)["global_step"] == 6 and load_checkpoint(stop)["epoch"] == 1
+    assert bc_train.main(_bc_args(bc_world, tiny_checkpoints["pretext"], part, "--resume")) == 0
+    a, b = _state(full / "checkpoints" / "last.pt"), _state(part / "checkpoints" / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert f"resumed from {stop} at step 6" in (part / "bc_train.log").read_text()

@@ -360,7 +360,11 @@ def test_pixels_are_decoded_only_by_load_image():
     root = Path(__file__).resolve().parents[2] / "sdaie"
     allowed = {"data/imageio.py",  # the loader
                "exif/container.py",  # headers only (format, size), no pixels used
-               "data/transforms.py"}  # re-opens its own in-memory JPEG (the perturbation)
+               "data/transforms.py",  # re-opens its own in-memory JPEG (the perturbation)
+               # data.decoder=torchvision: the header through Pillow, the pixels through
+               # torchvision; anything else through load_image (tests/data/test_sources.py
+               # checks it gives load_image's pixels, decisions and reasons)
+               "data/sources.py"}
     for path in root.rglob("*.py"):
         rel = path.relative_to(root).as_posix()
         text = path.read_text(encoding="utf-8")

@@ -94,7 +94,7 @@ def test_pairs_skip_photos_that_became_unreadable(zoo, tmp_path):
     broken = [index.image_path(i) for i in range(0, len(index), 2)]  # half of them, after indexing
     for p in broken:
         p.write_bytes(p.read_bytes()[: p.stat().st_size // 3])
-    ds = PairDataset(index, np.arange(len(index)), n_patches=2, patch_size=64, use_shards=False)
+    ds = PairDataset(index, np.arange(len(index)), n_patches=2, patch_size=64, source="photo")
     sampler = PairBatchSampler(len(index), batch_size=4, seed=0, total_steps=6)
     reported = set()
     for x1, x2, y1, y2, skipped in DataLoader(ds, batch_sampler=sampler, collate_fn=collate_skips):

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from sdaie.config import Config, load_config
-from sdaie.data.authors import AuthorsTensors
 from sdaie.data.pairs import PairDataset
 from sdaie.exif.authors import import_authors
 from sdaie.exif.index import load_index
@@ -58,8 +57,7 @@ def _their_crops(path, size: int) -> torch.Tensor:
 
 def test_pairs_carry_their_labels_and_crops(authors):
     index = load_index(authors["index"])
-    data = PairDataset(index, range(len(index)), n_patches=16, patch_size=64,
-                       tensors=AuthorsTensors(64))
+    data = PairDataset(index, range(len(index)), n_patches=16, patch_size=64, source="authors")
     names = [r["name"] for r in index.records]
     for q1, q2, seed in ((0, 1, 5), (2, 3, 6), (4, 0, 7), (6, 7, 8)):
         p1, p2, y1, y2, skipped = data[(q1, q2, seed)]
@@ -77,8 +75,7 @@ def test_pairs_carry_their_labels_and_crops(authors):
 def test_a_tensor_below_one_patch_is_skipped_and_reported(authors):
     index = load_index(authors["index"])
     tiny = [r["name"] for r in index.records].index("TINY_0001.jpg")
-    data = PairDataset(index, range(len(index)), n_patches=4, patch_size=64,
-                       tensors=AuthorsTensors(64))
+    data = PairDataset(index, range(len(index)), n_patches=4, patch_size=64, source="authors")
     *_, skipped = data[(tiny, 0, 1)]
     assert [s["path"] for s in skipped] == [str(index.image_path(tiny))]
     assert "smaller than one 64 x 64 patch" in skipped[0]["reason"]
@@ -90,7 +87,7 @@ def test_backbone_train_runs_on_the_authors_data(authors, tmp_path):
     assert backbone_train.main([
         "--config", str(TINY / "backbone.yaml"), f"data.index={authors['index']}",
         f"run.out_dir={out}", "pretext.steps=4", "pretext.log_every=2", "pretext.batch_size=6",
-        "pretext.rank_loss=official", "data.require_all_tags=true"]) == 0
+        "pretext.rank_loss=official", "data.require_all_tags=true", "data.source=authors"]) == 0
     assert (out / "checkpoints" / "last.pt").is_file()
     rows = list(csv.DictReader(open(out / "train_log.csv")))
     assert [int(r["step"]) for r in rows] == [2, 4]
