@@ -32,10 +32,10 @@ patches: pixel box, patch count, peak score), ``partly_generated`` and ``heatmap
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,10 +48,11 @@ from sdaie.data.inputs import Target, expand_inputs, is_glob
 from sdaie.data.transforms import CLEAN, Perturbation, parse_perturbation
 from sdaie.device import resolve_device
 from sdaie.hashing import file_hash
-from sdaie.labels import FAKE as FAKE_LABEL
-from sdaie.labels import NAMES, REAL as REAL_LABEL
-from sdaie.models import CheckpointError, load_binary_detector, load_extractor
 from sdaie.heatmaps import PARTIAL_SHARE, PatchMap
+from sdaie.labels import FAKE as FAKE_LABEL
+from sdaie.labels import NAMES
+from sdaie.labels import REAL as REAL_LABEL
+from sdaie.models import CheckpointError, load_binary_detector, load_extractor
 from sdaie.oneclass.gmm import OneClassGMM, load_gmm
 from sdaie.patch_scoring import LatticeTiling, MapSpec, score_with_maps
 from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, ImageScore, Scorer, Tiling
@@ -62,7 +63,7 @@ COLUMNS = {  # row keys per mode, in order (the CSV columns of ``sdaie detect``)
     "oc": ("path", "log_likelihood", "percentile", "label", "patches", "seconds", "error"),
 }
 PATCH_COLUMNS = ("patch_share", "regions", "partly_generated")  # rows of score(patches=True)
-ImageInput = Union[str, Path, Image.Image, torch.Tensor, np.ndarray]
+ImageInput = str | Path | Image.Image | torch.Tensor | np.ndarray
 
 
 class SetupError(Exception):
@@ -204,7 +205,7 @@ class Detector:
              device: str | torch.device = "auto", batch_patches: int = EvalConfig.batch_patches,
              max_patches: int | None = None, threshold: float | None = None,
              protocol: str | None = None,
-             perturbation: str | Perturbation | None = None) -> "Detector":
+             perturbation: str | Perturbation | None = None) -> Detector:
         """Binary: ``load(checkpoint)``. One-class: ``load(backbone, gmm=path)`` or
         ``load(gmm=path)`` for the backbone recorded in the GMM file.
 
@@ -283,15 +284,15 @@ class Detector:
             item, patches, stride=stride, context=context, window=window, min_region=min_region))]
 
     def map_spec(self, stride: int | None = None, context: str | None = None, window: int = 3,
-                 min_region: int = 1) -> "HeatmapRequest":
+                 min_region: int = 1) -> HeatmapRequest:
         """The checked heatmap options (``ValueError`` names the one that cannot work)."""
         if min_region < 1:
             raise ValueError(f"min_region must be >= 1, got {min_region}")
         spec = MapSpec.default(self.mode, stride, (context,) if context else (), window)
         return HeatmapRequest(spec.checked(self.scorer.patch_size), min_region)
 
-    def score_target(self, target: Target, maps: "HeatmapRequest | None" = None,
-                     sink: "MapSink | None" = None) -> dict[str, Any]:
+    def score_target(self, target: Target, maps: HeatmapRequest | None = None,
+                     sink: MapSink | None = None) -> dict[str, Any]:
         """The row of one input of :func:`expand_inputs`; with ``maps``, ``sink(image, row)`` is
         called with the decoded image once the row holds its heatmap (``sdaie detect`` writes
         the overlay there without decoding the file again)."""
@@ -300,12 +301,12 @@ class Detector:
         return self._row(target.path, lambda: load_image(target.path), maps, sink)
 
     def score_image(self, image: Image.Image | torch.Tensor | np.ndarray,
-                    path: str | None = None, maps: "HeatmapRequest | None" = None) -> dict[str, Any]:
+                    path: str | None = None, maps: HeatmapRequest | None = None) -> dict[str, Any]:
         """The row of an in-memory image (``path`` None unless given)."""
         img = to_image(image)
         return self._row(path, lambda: img, maps)
 
-    def _score(self, img: Image.Image, maps: "HeatmapRequest | None",
+    def _score(self, img: Image.Image, maps: HeatmapRequest | None,
                ) -> tuple[ImageScore, PatchMap | None, Image.Image]:
         """(result, map or None, the image as scored: after the perturbation, which is the
         image the map's boxes refer to)."""
@@ -320,8 +321,8 @@ class Detector:
         return result, pms[spec.contexts[0]], scored
 
     def _row(self, path: str | None, read: Callable[[], Image.Image],
-             maps: "HeatmapRequest | None" = None,
-             sink: "MapSink | None" = None) -> dict[str, Any]:
+             maps: HeatmapRequest | None = None,
+             sink: MapSink | None = None) -> dict[str, Any]:
         """Read, tile, score: the row, or ``{"path", "error"}`` with the reason."""
         start = time.perf_counter()
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # name -> (module, one-line help). Each module defines main(argv: list[str] | None) -> int.
 STAGE_COMMANDS = {"backbone-train": "backbone_train", "oc": "oc_main", "bc-train": "bc_train",

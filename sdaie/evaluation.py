@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -39,8 +40,17 @@ from sdaie.metrics import detection_metrics
 from sdaie.oneclass.gmm import OneClassGMM
 from sdaie.reports import UNLABELLED, write_report
 from sdaie.runinfo import write_run_info
-from sdaie.scoring import (BinaryScorer, Decision, FeatureCache, FeatureSet, Known, Tiling,
-                           extract_features, known_by_path, score_files)
+from sdaie.scoring import (
+    BinaryScorer,
+    Decision,
+    FeatureCache,
+    FeatureSet,
+    Known,
+    Tiling,
+    extract_features,
+    known_by_path,
+    score_files,
+)
 from sdaie.tables import HEADERS, write_tables
 
 Blocks = dict[str, dict[str, dict[str, float]]]  # {perturbation spec: {set name: figures}}
@@ -73,7 +83,7 @@ class EvalOutput:
         append_jsonl(self.skipped_log, [{**s, "set": set_name, "perturbation": pert.spec}
                                         for s in skipped])
 
-    def save_scores(self, pert: Perturbation, set_name: str, s: "SetScores",
+    def save_scores(self, pert: Perturbation, set_name: str, s: SetScores,
                     **extra: Any) -> Path:
         safe = set_name.replace("/", "_")
         return atomic_savez(self.out / "scores" / pert.tag / f"{safe}.npz", scores=s.scores,

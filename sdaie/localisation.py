@@ -24,22 +24,28 @@ import io
 import logging
 import math
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from sdaie.atomic import atomic_savez, atomic_write_text
 from sdaie.config import ConfigError, LocalisationConfig
 from sdaie.data.imageio import ImageLoadError, load_image
-from sdaie.data.transforms import CLEAN
 from sdaie.data.testsets import TestSet, discover_sets, display_name, list_labelled, order_key
+from sdaie.data.transforms import CLEAN
 from sdaie.heatmaps import PatchMap
 from sdaie.labels import FAKE
 from sdaie.metrics import average_precision, overlap_scores, patch_labels, roc_auc
-from sdaie.patch_scoring import (LatticeTiling, MapSpec, calibrate_patch_thresholds,
-                                 contexts_list, score_with_maps)
+from sdaie.patch_scoring import (
+    LatticeTiling,
+    MapSpec,
+    calibrate_patch_thresholds,
+    contexts_list,
+    score_with_maps,
+)
 from sdaie.scoring import BinaryScorer, Decision, FeatureScorer
 
 IMAGES, MASKS = "images", "masks"

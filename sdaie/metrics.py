@@ -22,7 +22,7 @@ has the sign of the label difference, and an exact score tie counts one half.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -10,9 +10,9 @@ on the patch feature) or GMM log-likelihood (one-class) per patch -> :class:`Pat
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,9 +23,9 @@ from sdaie.data.patchgrid import PatchGrid, check_stride, lattice_patches
 from sdaie.data.transforms import CLEAN, Perturbation
 from sdaie.heatmaps import PatchMap
 from sdaie.models.base import PatchExtractor
+from sdaie.models.patchwise import CONTEXTS, check_context, chunked_tokens, patch_features
 from sdaie.oneclass.gmm import quantile_threshold
 from sdaie.oneclass.gmm_torch import score_samples as gmm_score_samples
-from sdaie.models.patchwise import CONTEXTS, check_context, chunked_tokens, patch_features
 from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, ImageScore
 
 # How each detector scores a patch on its own unless told otherwise: the context that localised
@@ -44,7 +44,7 @@ class MapSpec:
 
     @classmethod
     def default(cls, kind: str, stride: int | None = None, contexts: Sequence[str] = (),
-                window: int = 3) -> "MapSpec":
+                window: int = 3) -> MapSpec:
         """``contexts`` empty: the detector's own default context only."""
         return cls(stride, tuple(contexts) or (DEFAULT_CONTEXT[kind],), window)
 
@@ -53,7 +53,7 @@ class MapSpec:
         """Every context, the detector's default first (for evaluations that compare them)."""
         return (DEFAULT_CONTEXT[kind], *(c for c in CONTEXTS if c != DEFAULT_CONTEXT[kind]))
 
-    def checked(self, patch_size: int) -> "MapSpec":
+    def checked(self, patch_size: int) -> MapSpec:
         if not self.contexts:
             raise ValueError("give at least one patch context")
         for c in self.contexts:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from sklearn.metrics import roc_curve
 
 from sdaie.atomic import atomic_write_bytes, atomic_write_text

@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,8 @@ def environment_info() -> dict[str, Any]:
         info["torch"] = torch.__version__  # includes the build tag, e.g. +cu132
         cuda = torch.cuda.is_available()
         info["cuda"] = torch.version.cuda if cuda else None
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+        count = torch.cuda.device_count() if cuda else 0
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(count)]
         info["torch_threads"] = torch.get_num_threads()
     return info
 
@@ -71,7 +72,7 @@ def write_run_info(out_dir: str | Path, cfg: Config | None = None, **extra: Any)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     env = environment_info()
-    env["time_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    env["time_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
     env["argv"] = sys.argv
     env.update(extra)
     if cfg is not None:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -38,9 +39,9 @@ from sdaie.atomic import atomic_savez
 from sdaie.config import PROTOCOLS
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patches import grid_patches
-from sdaie.pixels import normalize
 from sdaie.data.transforms import CLEAN, Perturbation
 from sdaie.oneclass.gmm import OneClassGMM
+from sdaie.pixels import normalize
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from sdaie.atomic import atomic_write_text
 from sdaie.data.testsets import display_name, order_key

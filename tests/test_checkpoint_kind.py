@@ -21,7 +21,8 @@ def test_kind_of_ours_and_official_layouts(tmp_path):
     official = {  # the authors' layouts: DDP prefixes, their binary key names
         "official_pretext": {"state_net": {f"module.{k}": v for k, v in pre.state_dict().items()}},
         "official_binary": {"state_net": {
-            f"module.{k.replace('trainable.', 'diffusionextractor_random.').replace('frozen.', 'diffusionextractor_pretrained.')}": v
+            "module." + k.replace("trainable.", "diffusionextractor_random.")
+                             .replace("frozen.", "diffusionextractor_pretrained."): v
             for k, v in det.state_dict().items()}, "epoch": 3},
     }
     for name, obj in official.items():

@@ -1,7 +1,7 @@
 import ast
-import re
 import dataclasses
 import functools
+import re
 import textwrap
 import typing
 from pathlib import Path

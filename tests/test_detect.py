@@ -15,14 +15,19 @@ import numpy as np
 import pytest
 import torch
 
+from sdaie.api import expand_inputs
 from sdaie.config import HeadConfig, ModelConfig
 from sdaie.data.imageio import load_image
 from sdaie.data.patches import grid_patches
-from sdaie.api import expand_inputs
 from sdaie.detect import FAKE, REAL, main
-from sdaie.models import (BinaryDetector, PretextModel, load_binary_detector, load_extractor,
-                          save_checkpoint)
 from sdaie.hashing import file_hash
+from sdaie.models import (
+    BinaryDetector,
+    PretextModel,
+    load_binary_detector,
+    load_extractor,
+    save_checkpoint,
+)
 from sdaie.oneclass.gmm import fit_one_class, load_gmm, save_gmm
 from sdaie.synth import make_world
 from support.odd_inputs import make_odd_inputs

@@ -12,8 +12,13 @@ from sklearn.metrics import roc_auc_score
 from sdaie.config import ConfigError, LocalisationConfig, ModelConfig
 from sdaie.data.testsets import TestSet
 from sdaie.heatmaps import PatchMap
-from sdaie.localisation import (Localiser, Tally, localisation_spec, read_mask,
-                                write_localisation_tables)
+from sdaie.localisation import (
+    Localiser,
+    Tally,
+    localisation_spec,
+    read_mask,
+    write_localisation_tables,
+)
 from sdaie.metrics import patch_labels
 from sdaie.models import BinaryDetector
 from sdaie.patch_scoring import LatticeTiling, MapSpec, score_with_maps

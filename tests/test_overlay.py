@@ -9,8 +9,16 @@ from PIL import Image
 
 from sdaie.data.patchgrid import PatchGrid
 from sdaie.heatmaps import PatchMap, load_patch_map
-from sdaie.overlay import (FAKE_END, LEGEND_H, REAL_END, colours, figure, render_overlay,
-                           score_range, write_heatmap)
+from sdaie.overlay import (
+    FAKE_END,
+    LEGEND_H,
+    REAL_END,
+    colours,
+    figure,
+    render_overlay,
+    score_range,
+    write_heatmap,
+)
 
 GRID = PatchGrid(64, 32, 0, 0, 2, 4, 16, 16, 8)
 

@@ -12,8 +12,13 @@ from sdaie.config import ModelConfig
 from sdaie.data.transforms import parse_perturbation
 from sdaie.models import BinaryDetector
 from sdaie.oneclass.gmm import fit_one_class, quantile_threshold
-from sdaie.patch_scoring import (LatticeTiling, MapSpec, calibrate_patch_thresholds,
-                                 contexts_list, score_with_maps)
+from sdaie.patch_scoring import (
+    LatticeTiling,
+    MapSpec,
+    calibrate_patch_thresholds,
+    contexts_list,
+    score_with_maps,
+)
 from sdaie.pixels import normalize
 from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, Tiling
 

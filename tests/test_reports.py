@@ -12,8 +12,16 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from sdaie.atomic import atomic_savez
-from sdaie.reports import (KINDS, SetScores, histogram_png, load_scores, perturbation_label,
-                           roc_curve_of, roc_png, write_report)
+from sdaie.reports import (
+    KINDS,
+    SetScores,
+    histogram_png,
+    load_scores,
+    perturbation_label,
+    roc_curve_of,
+    roc_png,
+    write_report,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")

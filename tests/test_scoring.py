@@ -18,8 +18,17 @@ from sdaie.data.transforms import CLEAN, parse_perturbation
 from sdaie.hashing import file_hash
 from sdaie.models import BinaryDetector, build_extractor
 from sdaie.oneclass.gmm import fit_one_class
-from sdaie.scoring import (BinaryScorer, Decision, FeatureCache, FeatureScorer, ImageScore,
-                           Tiling, extract_features, image_feature, score_files)
+from sdaie.scoring import (
+    BinaryScorer,
+    Decision,
+    FeatureCache,
+    FeatureScorer,
+    ImageScore,
+    Tiling,
+    extract_features,
+    image_feature,
+    score_files,
+)
 
 TINY = ModelConfig(width=4, depths=[1, 1, 1, 1], transformer_depth=1, attn_heads=2, dim_head=4,
                    mlp_dim=8, patch_size=16)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -71,7 +71,8 @@ def bench_evaluation(cfg: ModelConfig, sizes: Sequence[tuple[int, int]], rounds:
             paths = _images(Path(tmp), side, n)
             tiling = Tiling(cfg.patch_size, 40_000)
             tiles = [tiling(load_image(p)) for p in paths]
-            fns = {kind: (lambda s=s: score_files(s, paths, tiling, progress=False))
+            fns = {kind: (lambda s=s, paths=paths, tiling=tiling:
+                           score_files(s, paths, tiling, progress=False))
                    for kind, s in scorers.items()}
             fns["reference"] = _reference(extractor, tiles, per_forward)
             times = interleaved(fns, rounds)

@@ -10,14 +10,22 @@ process runs under the allocator setting the extractors apply on their first CPU
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from sdaie.benchmarks.measuring import (Timings, compared, interleaved, isolated, merged,
-                                        pair_ratio, pair_ratios)
+from sdaie.benchmarks.measuring import (
+    Timings,
+    compared,
+    interleaved,
+    isolated,
+    merged,
+    pair_ratio,
+    pair_ratios,
+)
 from sdaie.config import ModelConfig
 from sdaie.models import build_extractor
 

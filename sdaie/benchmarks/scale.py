@@ -27,8 +27,9 @@ import math
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -142,7 +143,8 @@ def measure_index(directory: str, batch: int) -> dict[str, Any]:
                         worker_init_fn=_worker_init, persistent_workers=True,
                         multiprocessing_context=context)
     pairs, first, pid, start_mem = 0, 0.0, 0, {}
-    for k, (_, _, pid, start_mem) in enumerate(loader):
+    # the worker's pid and its memory at start come with every batch; the last ones are kept
+    for k, (_, _, pid, start_mem) in enumerate(loader):  # noqa: B007
         if k == 0:
             first = time.perf_counter()
         else:

@@ -6,7 +6,8 @@ Checked before torch is imported, so a value out of range costs a second, not a 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .sections import PATCH_CONTEXTS, PROTOCOLS, Config, ConfigError
 

@@ -6,8 +6,8 @@ default was chosen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 # Evaluation protocols (docs/reproducing.md): "spec" follows the paper as written; "official"
 # repeats every step of the authors' evaluation code, quirks included (transposed centre crop,

@@ -26,6 +26,7 @@ import torch
 from sdaie.data.imageio import ImageLoadError
 from sdaie.pixels import normalize
 
+
 class AuthorsTensors:
     """Reads one training tensor and draws its patches; picklable (DataLoader workers)."""
 

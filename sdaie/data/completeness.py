@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 EOI_TAIL = 1 << 16  # bytes searched for the JPEG end-of-image marker
 

@@ -20,9 +20,9 @@ from torch.utils.data import Dataset
 
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patches import random_patches
+from sdaie.data.testsets import LabelledFiles, list_labelled
 from sdaie.data.transforms import AugmentConfig, augment, ensure_min_side
 from sdaie.seeding import derive_seed
-from sdaie.data.testsets import LabelledFiles, list_labelled
 
 
 class LabelledPatches(Dataset):

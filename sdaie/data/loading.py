@@ -18,7 +18,8 @@ from __future__ import annotations
 import functools
 import random
 import signal
-from typing import Any, Callable, Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
+from typing import Any
 
 import numpy as np
 import torch

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from sdaie.data.testsets import LabelledFiles, TestSet, order_key
 from sdaie.labels import FAKE, REAL

@@ -15,7 +15,8 @@ split (deterministically) and reports the bad file, which the training loop writ
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch

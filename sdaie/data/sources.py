@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from PIL import Image
-
 import torch
+from PIL import Image
 
 from sdaie.config import ConfigError
 from sdaie.data.authors import AuthorsTensors

@@ -12,9 +12,9 @@ ones, are reported and left out. In GenImage sets that hold both ``train`` and `
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from sdaie.data.walk import FolderListing, scan_folder, walk
 from sdaie.labels import FAKE, REAL

@@ -244,7 +244,7 @@ class AugmentConfig:
     min_side: int = 64
 
     @classmethod
-    def from_binary(cls, bcfg: BinaryConfig) -> "AugmentConfig":
+    def from_binary(cls, bcfg: BinaryConfig) -> AugmentConfig:
         """The augmentation ``binary.*`` asks for."""
         return cls(bcfg.p_resize, tuple(bcfg.resize_range), bcfg.p_blur, tuple(bcfg.blur_sigma),
                    bcfg.p_jpeg, tuple(bcfg.jpeg_quality))

@@ -8,14 +8,21 @@ import random
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from sdaie.models.checkpoint import (CheckpointError, check_architecture, check_schema,
-                                     checkpoint_heads, checkpoint_model_cfg, load_state_strict)
+from sdaie.models.checkpoint import (
+    CheckpointError,
+    check_architecture,
+    check_schema,
+    checkpoint_heads,
+    checkpoint_model_cfg,
+    load_state_strict,
+)
 
 # RNG state in a form torch.load(weights_only=True) accepts (tensors, ints, lists, tuples).
 

@@ -3,8 +3,9 @@
 The signal handler, installed when the training loop starts (a process still setting up dies
 of SIGTERM as usual), only sets a flag; the loop asks :meth:`StopRequest.due` at each step
 boundary. A rank stuck elsewhere (e.g. in a collective whose peer died) does not reach a
-boundary; torchrun then kills it after its shutdown timeout (30 s by default). With several ranks they must all stop after the same step, so the flags are combined
-by a collective: each boundary starts a non-blocking all-reduce (max) of this rank's flag on a
+boundary; torchrun then kills it after its shutdown timeout (30 s by default). With several
+ranks they must all stop after the same step, so the flags are combined by a collective: each
+boundary starts a non-blocking all-reduce (max) of this rank's flag on a
 CPU tensor over a gloo group, and the next boundary waits for it. No GPU work is waited for, the
 ranks agree on the step, and the stop comes one step after the signal is seen. A single process
 reads its flag directly and stops at the next boundary.

@@ -7,8 +7,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sdaie.atomic import atomic_write_text
 from sdaie.distributed import all_gather_objects

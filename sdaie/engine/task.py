@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -115,7 +116,7 @@ class TrainingTask(ABC):
         """Extra fields of environment.json."""
         return {}
 
-    def announce(self, start: int) -> None:
+    def announce(self, start: int) -> None:  # noqa: B027 (optional hook, empty by default)
         """Log what is about to run (rank 0 logs INFO)."""
 
     def summary_facts(self, skipped: list[str], last_validation: dict[str, Any]) -> dict[str, Any]:

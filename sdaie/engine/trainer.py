@@ -27,9 +27,10 @@ points at the previous one.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,13 +38,24 @@ from torch.nn.parallel import DistributedDataParallel
 
 from sdaie.config import Config, to_dict
 from sdaie.distributed import DistInfo, all_gather_objects, barrier, distributed
-from sdaie.engine.checkpointing import (link_latest, resolve_resume, restore_training, rng_state,
-                                        write_error)
+from sdaie.engine.checkpointing import (
+    link_latest,
+    resolve_resume,
+    restore_training,
+    rng_state,
+    write_error,
+)
 from sdaie.engine.meter import DeviceMeter
 from sdaie.engine.precision import Precision
 from sdaie.engine.preemption import Preempted, StopRequest
-from sdaie.engine.runfolder import (RunFolderError, Start, clear_run, decide_start, mark_launch,
-                                    restart_count)
+from sdaie.engine.runfolder import (
+    RunFolderError,
+    Start,
+    clear_run,
+    decide_start,
+    mark_launch,
+    restart_count,
+)
 from sdaie.engine.runlog import CsvLog, SkipReporter, Timer, setup_logging, write_json
 from sdaie.engine.task import Interval, RunContext, StepOutput, TrainingTask
 from sdaie.runinfo import write_run_info

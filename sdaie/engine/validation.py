@@ -8,7 +8,8 @@ hold different numbers of batches, and a DDP forward would wait for the others.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

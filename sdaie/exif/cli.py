@@ -15,8 +15,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from sdaie.data.imageio import list_images
 from sdaie.exif.reader import read_exif

@@ -10,7 +10,8 @@ follows ISO/IEC 14496-12 / 23008-12 and hands exifread the TIFF block alone, as 
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from sdaie.data.completeness import MalformedHeader
 

@@ -3,8 +3,9 @@ can be used (the first reason it cannot)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sdaie.data.imageio import ImageLoadError
 from sdaie.exif.container import image_size, truncation

@@ -20,11 +20,12 @@ import logging
 import math
 import re
 import struct
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 import exifread
 from exifread.core.exceptions import ExifError

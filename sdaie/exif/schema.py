@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from sdaie.config import ConfigError, HeadConfig
 from sdaie.exif.reader import CANONICAL_TAGS
@@ -98,7 +99,7 @@ class Schema:
     # --- construction ---------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, heads: Sequence[HeadConfig], tags: Iterable[dict[str, Any]]) -> "Schema":
+    def fit(cls, heads: Sequence[HeadConfig], tags: Iterable[dict[str, Any]]) -> Schema:
         """Fit the topk vocabularies on a collection: most frequent first, ties by name."""
         heads = list(heads)
         wanted = {h.tag: h.classes - 1 for h in heads if h.kind == "class" and h.binning == "topk"}
@@ -113,7 +114,7 @@ class Schema:
         return cls(heads, topk)
 
     @classmethod
-    def from_vocab(cls, vocab: dict[str, Any]) -> "Schema":
+    def from_vocab(cls, vocab: dict[str, Any]) -> Schema:
         """Rebuild the schema saved by :meth:`to_vocab` (e.g. from an index's ``vocab.json``)."""
         heads, topk = [], {}
         for entry in vocab["heads"]:

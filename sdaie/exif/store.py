@@ -215,7 +215,7 @@ class PhotoIndex:
         return self.record(i).get("tags", {})
 
     @property
-    def records(self) -> "Rows":
+    def records(self) -> Rows:
         """All rows as a lazy sequence (each item read from ``index.jsonl`` when asked for)."""
         return Rows(self)
 

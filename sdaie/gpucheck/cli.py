@@ -8,8 +8,8 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from sdaie.gpucheck.report import TITLES, Section, write_reports
 

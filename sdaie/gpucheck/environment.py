@@ -63,7 +63,8 @@ def check_environment(plan: Plan) -> Section:
     gpus = gpu_rows() if cuda else []
     facts["gpu_list"] = gpus
     rows += [{"item": f"gpu {g['gpu']}", "value": f"{g['name']}, {g['memory_GB']:.0f} GB, compute "
-              f"{g['compute_capability']}, {g['SMs']} SMs, bf16 {'native' if g['native_bf16'] else 'emulated'}"}
+              f"{g['compute_capability']}, {g['SMs']} SMs, "
+              f"bf16 {'native' if g['native_bf16'] else 'emulated'}"}
              for g in gpus]
     summary = (f"{len(gpus)} x {gpus[0]['name']}, CUDA {facts['cuda']}, cuDNN {facts['cudnn']}, "
                f"NCCL {facts['nccl']}; {facts['cpu_cores']} CPU cores ({facts['cpu']})" if gpus

@@ -44,7 +44,7 @@ class BinaryDetector(nn.Module):
     def patch_size(self) -> int:
         return self.trainable.patch_size
 
-    def train(self, mode: bool = True) -> "BinaryDetector":
+    def train(self, mode: bool = True) -> BinaryDetector:
         super().train(mode)
         self.frozen.eval()  # frozen: always in eval mode
         return self

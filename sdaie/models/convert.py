@@ -17,8 +17,12 @@ import torch
 
 from sdaie.config import ConfigError, load_config
 from sdaie.models.binary import BinaryDetector
-from sdaie.models.checkpoint import (CheckpointError, from_official, load_state_strict,
-                                     save_checkpoint)
+from sdaie.models.checkpoint import (
+    CheckpointError,
+    from_official,
+    load_state_strict,
+    save_checkpoint,
+)
 from sdaie.models.heads import PretextModel
 
 

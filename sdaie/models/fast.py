@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F

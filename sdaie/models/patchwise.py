@@ -16,7 +16,7 @@ extractor's ``aggregate`` is used unchanged, so a ``mean``-aggregating backbone 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

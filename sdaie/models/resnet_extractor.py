@@ -49,7 +49,8 @@ def load_resnet_weights(net: nn.Module, path: str | Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "module.fc."))}
+    state = {k.removeprefix("module."): v for k, v in state.items()
+             if not k.startswith(("fc.", "module.fc."))}
     if "conv1.weight" in state and state["conv1.weight"].shape[1] == 3:
         state["conv1.weight"] = inflate_conv1(state["conv1.weight"])
     expected = net.state_dict()

@@ -11,7 +11,7 @@ same function from the same state dict, several times faster.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

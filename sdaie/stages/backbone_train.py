@@ -21,7 +21,8 @@ interrupted run ends with the same weights as an uninterrupted one. The loop its
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,8 +30,13 @@ from torch.utils.data import DataLoader
 
 from sdaie.config import Config, head_names
 from sdaie.data.loading import seeded_loader
-from sdaie.data.pairs import (PairBatchSampler, PairDataset, check_index_schema,
-                              photos_with_all_tags, split_by_photo)
+from sdaie.data.pairs import (
+    PairBatchSampler,
+    PairDataset,
+    check_index_schema,
+    photos_with_all_tags,
+    split_by_photo,
+)
 from sdaie.data.sources import check_source_fits_index
 from sdaie.engine.checkpointing import check_resumable, check_same_stream
 from sdaie.engine.runlog import write_json

@@ -34,8 +34,8 @@ from sdaie.data.transforms import perturbation_list
 from sdaie.device import resolve_device
 from sdaie.evaluation import PROTOCOL_NOTES, BinarySets, EvalOutput, evaluate, write_results
 from sdaie.hashing import file_hash
-from sdaie.models import load_binary_detector
 from sdaie.localisation import localisation_spec, run_localisation
+from sdaie.models import load_binary_detector
 from sdaie.scoring import BinaryScorer
 from sdaie.stages.checks import check_bc_eval
 from sdaie.stages.common import stage_main, stage_parser

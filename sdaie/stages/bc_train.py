@@ -21,7 +21,8 @@ epoch when ``binary.val_root`` is set: accuracy / AP / ROC-AUC of the QUICK vali
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn

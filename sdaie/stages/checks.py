@@ -15,8 +15,8 @@ from sdaie.checkpoint_kind import peek_kind
 from sdaie.config import Config, ConfigError, LocalisationConfig
 from sdaie.data import official
 from sdaie.data.testsets import discover_sets, list_labelled
-from sdaie.data.walk import scan_folder
 from sdaie.data.transforms import parse_perturbation
+from sdaie.data.walk import scan_folder
 from sdaie.exif.store import IndexFormatError, read_manifest
 
 

@@ -16,9 +16,10 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from sdaie.config import Config, ConfigError, load_config
 from sdaie.data.imageio import ImageLoadError
@@ -138,7 +139,8 @@ def run_stage(prog: str, cfg: Config, args: argparse.Namespace,
     """
     # reason: these modules need torch, which the checks above run without
     from sdaie.engine.checkpointing import CheckpointWriteError
-    from sdaie.engine.preemption import EXIT_CODE as PREEMPTED_EXIT, Preempted
+    from sdaie.engine.preemption import EXIT_CODE as PREEMPTED_EXIT
+    from sdaie.engine.preemption import Preempted
     from sdaie.models.checkpoint import CheckpointError
 
     def _run() -> int:

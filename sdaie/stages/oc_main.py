@@ -27,18 +27,23 @@ import random
 from pathlib import Path
 from typing import Any
 
-from sdaie.config import (PROTOCOLS, Config, ConfigError, LocalisationConfig, OneClassConfig,
-                          to_dict)
+from sdaie.config import PROTOCOLS, Config, ConfigError, LocalisationConfig, OneClassConfig, to_dict
 from sdaie.data import official
 from sdaie.data.testsets import TestSet, discover_sets
-from sdaie.data.walk import scan_folder
 from sdaie.data.transforms import CLEAN, perturbation_list
+from sdaie.data.walk import scan_folder
 from sdaie.device import resolve_device
-from sdaie.evaluation import (PROTOCOL_NOTES, CachedFeatures, EvalOutput, OneClassSets, evaluate,
-                              write_results)
+from sdaie.evaluation import (
+    PROTOCOL_NOTES,
+    CachedFeatures,
+    EvalOutput,
+    OneClassSets,
+    evaluate,
+    write_results,
+)
 from sdaie.hashing import file_hash
-from sdaie.models import load_extractor
 from sdaie.localisation import localisation_spec, one_class_patch_thresholds, run_localisation
+from sdaie.models import load_extractor
 from sdaie.oneclass.gmm import OneClassGMM, fit_one_class, save_gmm, small_training_set
 from sdaie.scoring import FeatureCache, FeatureScorer
 from sdaie.seeding import seed_all

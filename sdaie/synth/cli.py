@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from sdaie.synth.world import make_world
 

@@ -6,7 +6,7 @@ image, so global brightness and contrast statistics match between photos and gen
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -27,10 +27,10 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -41,8 +41,8 @@ from sdaie.synth.generators import GENERATORS, TRAIN_GENERATOR
 from sdaie.synth.jpeg import JpegSettings, encode_jpeg
 from sdaie.synth.pipeline import photograph
 from sdaie.synth.scenes import SCENE_KINDS, sample_scene
-from sdaie.synth.splice import FRACTIONS, draw_region, region_alpha, splice
 from sdaie.synth.settings import build_exif, exif_values, hidden_values, sample_settings
+from sdaie.synth.splice import FRACTIONS, draw_region, region_alpha, splice
 
 FORMAT = "sdaie-synth-world"
 VERSION = 1

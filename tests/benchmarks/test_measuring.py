@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-from sdaie.benchmarks.measuring import (Timings, compared, interleaved, isolated, merged,
-                                        pair_ratio)
+from sdaie.benchmarks.measuring import Timings, compared, interleaved, isolated, merged, pair_ratio
 
 
 def test_pair_ratio_is_the_median_over_pairs_of_median_round_ratios():

@@ -9,9 +9,9 @@ import pytest
 
 from sdaie.benchmarks.ranks import _tree, linked_index, main, peak_pss
 from sdaie.config import load_config
+from sdaie.data.imageio import load_image
 from sdaie.exif.schema import Schema
 from sdaie.exif.store import load_index
-from sdaie.data.imageio import load_image
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"),
                                 reason="Linux /proc only")

@@ -7,8 +7,13 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from sdaie.data.loading import collate_skips, worker_init
-from sdaie.data.pairs import (PairBatchSampler, PairDataset, check_index_schema, partner,
-                              split_by_photo)
+from sdaie.data.pairs import (
+    PairBatchSampler,
+    PairDataset,
+    check_index_schema,
+    partner,
+    split_by_photo,
+)
 
 
 def test_partner_is_uniform_over_the_others():
@@ -88,7 +93,8 @@ def test_dataset_items_are_deterministic_and_skip_broken_files(tmp_path):
     index = FakeIndex(tmp_path, 6, broken={2}, crops=False)
     ds = PairDataset(index, ids=[0, 1, 2, 3, 4], n_patches=5, patch_size=16)
     p1, p2, y1, y2, skipped = ds[(2, 0, 123)]  # position 2 = photo 2, broken -> falls to photo 3
-    assert p1.shape == (5, 3, 16, 16) and torch.equal(y1, index.labels[3]) and torch.equal(y2, index.labels[0])
+    assert p1.shape == (5, 3, 16, 16)
+    assert torch.equal(y1, index.labels[3]) and torch.equal(y2, index.labels[0])
     assert skipped == [{"path": str(index.paths[2]), "reason": skipped[0]["reason"]}]
     again = ds[(2, 0, 123)]
     assert torch.equal(again[0], p1) and torch.equal(again[1], p2)

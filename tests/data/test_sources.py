@@ -15,8 +15,15 @@ from PIL import Image
 from sdaie.config import ConfigError
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.pairs import PairDataset
-from sdaie.data.sources import (DECODERS, SOURCES, PhotoSource, ShardSource,
-                                check_source_fits_index, decode_torchvision, make_source)
+from sdaie.data.sources import (
+    DECODERS,
+    SOURCES,
+    PhotoSource,
+    ShardSource,
+    check_source_fits_index,
+    decode_torchvision,
+    make_source,
+)
 from sdaie.pixels import normalize
 from support.odd_inputs import make_odd_inputs
 

@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdaie.data.testsets import REGISTRY, discover_sets, display_name, label_from_parts, list_labelled
+from sdaie.data.testsets import (
+    REGISTRY,
+    discover_sets,
+    display_name,
+    label_from_parts,
+    list_labelled,
+)
 
 
 def _img(path: Path) -> None:

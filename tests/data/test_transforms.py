@@ -5,9 +5,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdaie.data.transforms import (AugmentConfig, augment, gaussian_blur_array,
-                                   gaussian_kernel1d, jpeg_compress, parse_perturbation,
-                                   perturbation_list, reflect_indices, resize_by)
+from sdaie.data.transforms import (
+    AugmentConfig,
+    augment,
+    gaussian_blur_array,
+    gaussian_kernel1d,
+    jpeg_compress,
+    parse_perturbation,
+    perturbation_list,
+    reflect_indices,
+    resize_by,
+)
 
 
 def test_kernel_radius_and_weights_by_hand():

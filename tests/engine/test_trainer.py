@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from sdaie.engine.schedule import Schedule
-from support.toy_training import rows as _rows, toy_state as _state, train_toy as _train
+from support.toy_training import rows as _rows
+from support.toy_training import toy_state as _state
+from support.toy_training import train_toy as _train
 
 
 def test_step_schedule_logs_checkpoints_and_validates_on_cadence(tmp_path):

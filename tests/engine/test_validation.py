@@ -16,7 +16,8 @@ from sdaie.data.labelled import LabelledPatches
 from sdaie.data.pairs import PairDataset
 from sdaie.distributed import DistInfo
 from sdaie.engine.validation import quick_validation, validate_heldout
-from sdaie.exif.index import load_index, main as index_main
+from sdaie.exif.index import load_index
+from sdaie.exif.index import main as index_main
 from sdaie.models import BinaryDetector, PretextModel
 from sdaie.synth import make_world
 

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from sdaie.exif.store import (ARRAYS, FORMAT_VERSION, MANIFEST, IndexFormatError, load_index,
-                              read_manifest)
+from sdaie.exif.store import (
+    ARRAYS,
+    FORMAT_VERSION,
+    MANIFEST,
+    IndexFormatError,
+    load_index,
+    read_manifest,
+)
 from sdaie.exif.writer import write_index
 
 VOCAB = {"version": 1, "heads": [{"tag": "ISOSpeedRatings", "kind": "rank"},

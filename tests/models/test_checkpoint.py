@@ -4,9 +4,18 @@ import pytest
 import torch
 
 from sdaie.config import Config, HeadConfig
-from sdaie.models import (BinaryDetector, CheckpointError, PretextModel, binary_from_pretext,
-                          build_extractor, load_binary_detector, load_checkpoint, load_extractor,
-                          load_pretext_model, save_checkpoint)
+from sdaie.models import (
+    BinaryDetector,
+    CheckpointError,
+    PretextModel,
+    binary_from_pretext,
+    build_extractor,
+    load_binary_detector,
+    load_checkpoint,
+    load_extractor,
+    load_pretext_model,
+    save_checkpoint,
+)
 
 PAPER_HEAD_SIZES = [1, 7, 1, 1, 1, 6, 4, 1, 1, 6, 4, 2, 1, 5]
 
@@ -29,7 +38,8 @@ def official_binary(official_keys, module=True):
     state = official_backbone_state(official_keys, p + "diffusionextractor_random.")
     state.update(official_backbone_state(official_keys, p + "diffusionextractor_pretrained."))
     state[p + "fc.weight"], state[p + "fc.bias"] = torch.randn(2, 528), torch.randn(2)
-    return {"state_net": state, "state_optimizer": {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]},
+    optimizer = {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]}
+    return {"state_net": state, "state_optimizer": optimizer,
             "epoch": 15}
 
 

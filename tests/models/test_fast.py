@@ -7,11 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import sdaie.models.fast as fast_module
 from sdaie.config import ModelConfig
 from sdaie.models import BinaryDetector, build_extractor
-import sdaie.models.fast as fast_module
-from sdaie.models.fast import (avg_pool_cl, fold_srm, fast_patch_tokens, first_conv,
-                               layer_norm_cl, srm_grouped)
+from sdaie.models.fast import (
+    avg_pool_cl,
+    fast_patch_tokens,
+    first_conv,
+    fold_srm,
+    layer_norm_cl,
+    srm_grouped,
+)
 from sdaie.models.sdaie_extractor import IMPLEMENTATIONS, reference_patch_tokens
 from sdaie.models.srm import SRMFilter, srm_kernels
 

@@ -5,8 +5,14 @@ import torch
 import torch.nn.functional as F
 
 from sdaie.config import HeadConfig
-from sdaie.models.losses import (binary_loss, fidelity, pretext_loss, probit_bce, rank_loss_term,
-                                 rank_probability)
+from sdaie.models.losses import (
+    binary_loss,
+    fidelity,
+    pretext_loss,
+    probit_bce,
+    rank_loss_term,
+    rank_probability,
+)
 
 NAN = float("nan")
 

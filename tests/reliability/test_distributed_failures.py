@@ -19,7 +19,8 @@ from .conftest import PYTHON, TINY_BACKBONE, subprocess_env
 HELPER = Path(__file__).with_name("_rank_fault.py")
 
 
-def _torchrun(mode: str, index_dir: Path, out: Path, timeout_s: int) -> tuple[subprocess.CompletedProcess, float]:
+def _torchrun(mode: str, index_dir: Path, out: Path,
+             timeout_s: int) -> tuple[subprocess.CompletedProcess, float]:
     cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "--max-restarts=0", str(HELPER), mode, "1", "--config", str(TINY_BACKBONE),
            f"data.index={index_dir}", f"run.out_dir={out}", "pretext.steps=4",

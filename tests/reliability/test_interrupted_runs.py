@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import PYTHON, REPO, TINY_BACKBONE as TINY, subprocess_env
+from .conftest import PYTHON, REPO, subprocess_env
+from .conftest import TINY_BACKBONE as TINY
 
 STEPS, EVERY = 9, 3
 
@@ -221,8 +222,8 @@ def test_a_crash_while_writing_keeps_the_previous_file(tmp_path, monkeypatch):
 
     from sdaie.data.transforms import CLEAN
     from sdaie.models import BinaryDetector, load_checkpoint, save_checkpoint
-    from sdaie.scoring import FeatureCache, FeatureSet
     from sdaie.oneclass.gmm import fit_one_class, load_gmm, save_gmm
+    from sdaie.scoring import FeatureCache, FeatureSet
 
     from .conftest import tiny_model_cfg
 
@@ -250,7 +251,8 @@ def test_a_crash_while_writing_keeps_the_previous_file(tmp_path, monkeypatch):
             write()
     monkeypatch.undo()
     assert {p: p.read_bytes() for p in before} == before
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["c.pt", "g.npz", "s__clean__cap4.npz"]
+    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["c.pt", "g.npz", "s__clean__cap4.npz"]
     load_checkpoint(ckpt), load_gmm(gmm)  # and they still load
 
 

@@ -161,8 +161,8 @@ def _patcher(img):
 
 
 def test_oneclass_features_skip_and_report(zoo, verdicts, extractor):
-    from sdaie.scoring import extract_features
     from sdaie.oneclass.gmm import fit_one_class
+    from sdaie.scoring import extract_features
 
     paths = [f.path for f in zoo]
     fs = extract_features(extractor, paths, [0] * len(paths), _patcher, batch_patches=3)
@@ -194,8 +194,8 @@ def test_oneclass_features_strict_raises_at_first_bad_file(zoo, extractor):
 @pytest.fixture(scope="module")
 def gmm_file(zoo, extractor, tiny_checkpoints, tmp_path_factory) -> Path:
     from sdaie.hashing import file_hash
-    from sdaie.scoring import extract_features
     from sdaie.oneclass.gmm import fit_one_class, save_gmm
+    from sdaie.scoring import extract_features
 
     good = [f.path for f in zoo if f.kind in ("valid jpeg", "camera jpeg")]
     fs = extract_features(extractor, good, [0] * len(good), _patcher)

@@ -81,7 +81,8 @@ def test_labelled_patches_stand_in_keeps_its_own_label(labelled_root):
 def test_pairs_skip_photos_that_became_unreadable(zoo, tmp_path):
     from sdaie.data.loading import collate_skips
     from sdaie.data.pairs import PairBatchSampler, PairDataset
-    from sdaie.exif.index import load_index, main as index_main
+    from sdaie.exif.index import load_index
+    from sdaie.exif.index import main as index_main
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -97,7 +98,7 @@ def test_pairs_skip_photos_that_became_unreadable(zoo, tmp_path):
     ds = PairDataset(index, np.arange(len(index)), n_patches=2, patch_size=64, source="photo")
     sampler = PairBatchSampler(len(index), batch_size=4, seed=0, total_steps=6)
     reported = set()
-    for x1, x2, y1, y2, skipped in DataLoader(ds, batch_sampler=sampler, collate_fn=collate_skips):
+    for x1, x2, _, _, skipped in DataLoader(ds, batch_sampler=sampler, collate_fn=collate_skips):
         assert x1.shape == x2.shape == (4, 2, 3, 64, 64)
         assert torch.isfinite(x1).all() and torch.isfinite(x2).all()
         reported |= {s["path"] for s in skipped}

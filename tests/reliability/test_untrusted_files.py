@@ -137,8 +137,14 @@ def _evil_checkpoint(path: Path, marker: Path, zip_format: bool = True,
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
 def test_malicious_checkpoint_is_refused_by_every_loader(tmp_path, marker, zip_format):
-    from sdaie.models import (CheckpointError, binary_from_pretext, load_binary_detector,
-                              load_checkpoint, load_extractor, load_pretext_model)
+    from sdaie.models import (
+        CheckpointError,
+        binary_from_pretext,
+        load_binary_detector,
+        load_checkpoint,
+        load_extractor,
+        load_pretext_model,
+    )
 
     evil = _evil_checkpoint(tmp_path / "evil.pt", marker, zip_format)
     with pytest.raises(torch.serialization.pickle.UnpicklingError):  # the premise: it is unsafe

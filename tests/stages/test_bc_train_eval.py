@@ -40,7 +40,8 @@ def test_a_training_step_reads_nothing_back_to_the_host(tiny_world, pretext_ckpt
 def test_train_checkpoints_each_epoch_and_resumes_exactly(tiny_world, pretext_ckpt, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     assert bc_train.main(_train_args(tiny_world, pretext_ckpt, full, "binary.epochs=2")) == 0
-    assert sorted(p.name for p in (full / "checkpoints").glob("epoch_*.pt")) == ["epoch_001.pt", "epoch_002.pt"]
+    epochs = sorted(p.name for p in (full / "checkpoints").glob("epoch_*.pt"))
+    assert epochs == ["epoch_001.pt", "epoch_002.pt"]
     ckpt = load_checkpoint(full / "checkpoints" / "last.pt")
     assert ckpt["kind"] == "binary" and ckpt["epoch"] == 2 and "optimizer" in ckpt
     # the frozen copy still holds the pretext weights; the trainable copy moved

@@ -34,7 +34,8 @@ def test_paper_values():
     assert to_dict(bb.schema) == to_dict(paper.schema)
     oc = load_config(CONFIGS / "oc.yaml").oneclass
     assert (oc.components, oc.covariance_type, oc.init_params, oc.random_state, oc.quantile,
-            oc.per_dir, oc.shuffle_seed, oc.max_patches) == (5, "full", "k-means++", 42, 0.02, 5000, 42, 20000)
+            oc.per_dir, oc.shuffle_seed, oc.max_patches) == (
+                5, "full", "k-means++", 42, 0.02, 5000, 42, 20000)
     bc = load_config(CONFIGS / "bc_train.yaml").binary
     assert to_dict(bc) == to_dict(paper.binary)
     ev = load_config(CONFIGS / "bc_eval.yaml").eval

@@ -23,8 +23,13 @@ from sklearn.metrics import accuracy_score, average_precision_score
 from sklearn.mixture import GaussianMixture
 
 from sdaie.config import Config, load_config
-from sdaie.models import (BinaryDetector, PretextModel, load_binary_detector, load_extractor,
-                          save_checkpoint)
+from sdaie.models import (
+    BinaryDetector,
+    PretextModel,
+    load_binary_detector,
+    load_extractor,
+    save_checkpoint,
+)
 from sdaie.stages import bc_eval, oc_main
 from sdaie.synth import make_world
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -179,13 +179,15 @@ def _tiff_claiming(w: int, h: int) -> bytes:
     """An uncompressed 8-bit grey TIFF whose IFD claims ``w x h`` pixels (strip: 16 bytes)."""
     entries = [(0x0100, _LONG, 1, struct.pack("<I", w)), (0x0101, _LONG, 1, struct.pack("<I", h)),
                (0x0102, _SHORT, 1, struct.pack("<H", 8)), (0x0103, _SHORT, 1, struct.pack("<H", 1)),
-               (0x0106, _SHORT, 1, struct.pack("<H", 1)), (0x0111, _LONG, 1, struct.pack("<I", 8 + 2 + 8 * 12 + 4)),
+               (0x0106, _SHORT, 1, struct.pack("<H", 1)),
+               (0x0111, _LONG, 1, struct.pack("<I", 8 + 2 + 8 * 12 + 4)),
                (0x0115, _SHORT, 1, struct.pack("<H", 1)), (0x0117, _LONG, 1, struct.pack("<I", 16))]
     return _tiff(lambda _o: _ifd(entries, 0) + b"\x80" * 16)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
 def _png(w: int, h: int, depth: int, colour: int, rows: bytes) -> bytes:

@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from sdaie.synth.filters import (box_mean, convolve_fft, correlate, gaussian_blur, gaussian_kernel1d,
-                                 guided_smooth, highpass_residual)
+from sdaie.synth.filters import (
+    box_mean,
+    convolve_fft,
+    correlate,
+    gaussian_blur,
+    gaussian_kernel1d,
+    guided_smooth,
+    highpass_residual,
+)
 
 
 def _reference_correlate(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:

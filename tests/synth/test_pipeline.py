@@ -10,8 +10,15 @@ from sdaie.synth.cameras import CAMERAS, camera_by_id
 from sdaie.synth.demosaic import cfa_masks
 from sdaie.synth.filters import highpass_residual
 from sdaie.synth.jpeg import JpegSettings, encode_jpeg
-from sdaie.synth.pipeline import (MID_GREY, expose, make_psf, metered_luminance, photograph,
-                                  psf_sigma, shake_length)
+from sdaie.synth.pipeline import (
+    MID_GREY,
+    expose,
+    make_psf,
+    metered_luminance,
+    photograph,
+    psf_sigma,
+    shake_length,
+)
 from sdaie.synth.scenes import flat_scene, sample_scene
 from sdaie.synth.settings import ISO_STOPS, sample_settings
 
