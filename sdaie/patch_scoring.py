@@ -123,13 +123,7 @@ def _image_score(scorer: BinaryScorer | FeatureScorer, extractor: PatchExtractor
     if isinstance(scorer, BinaryScorer):
         logits = scorer.detector.fc(feature).float()
         return ImageScore(n, p_fake=float(1.0 - torch.softmax(logits, dim=0)[0]))
-    f = feature.float().cpu().numpy()
-    out = ImageScore(n, feature=f)
-    if scorer.gmm is not None and np.isfinite(f).all():
-        ll = float(scorer.gmm.score(f[None])[0])
-        out.log_likelihood = ll
-        out.percentile = float(scorer.gmm.percentile(np.array([ll]))[0])
-    return out
+    return scorer.result_of(n, feature.float().cpu().numpy())
 
 
 @torch.no_grad()

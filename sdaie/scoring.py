@@ -214,15 +214,16 @@ class FeatureScorer:
 
     def __call__(self, patches: torch.Tensor) -> ImageScore:
         feature = image_feature(self.extractor, patches, self.batch_patches, self.device).numpy()
-        return self._result(int(patches.shape[0]), feature)
+        return self.result_of(int(patches.shape[0]), feature)
 
     @torch.no_grad()
     def batch(self, patch_list: Sequence[torch.Tensor]) -> list[ImageScore]:
         """Images with equal patch counts in one forward."""
         feats = self.extractor(_stacked(patch_list, self.device)).float().cpu().numpy()
-        return [self._result(int(x.shape[0]), f) for x, f in zip(patch_list, feats)]
+        return [self.result_of(int(x.shape[0]), f) for x, f in zip(patch_list, feats)]
 
-    def _result(self, n_patches: int, feature: np.ndarray) -> ImageScore:
+    def result_of(self, n_patches: int, feature: np.ndarray) -> ImageScore:
+        """The image's score from its feature (heatmaps reuse it for the image they map)."""
         out = ImageScore(n_patches, feature=feature)
         if self.gmm is not None and np.isfinite(feature).all():
             ll = float(self.gmm.score(feature[None])[0])

@@ -27,7 +27,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sdaie.config import PROTOCOLS, Config, EvalConfig, to_dict
+from sdaie.config import Config, EvalConfig, to_dict
 from sdaie.data import official
 from sdaie.data.testsets import TestSet, discover_sets
 from sdaie.data.transforms import perturbation_list
@@ -43,17 +43,6 @@ from sdaie.stages.common import stage_main, stage_parser
 
 def get_args_parser() -> argparse.ArgumentParser:
     return stage_parser("bc_eval")
-
-
-def check_protocol(ev: EvalConfig) -> None:
-    """The protocol's name, and under ``official`` the official patch cap; exits otherwise."""
-    if ev.protocol not in PROTOCOLS:
-        raise SystemExit(f"eval.protocol={ev.protocol!r}; valid: {list(PROTOCOLS)}")
-    if ev.protocol == "official":
-        problem = official.check_patch_cap("eval.max_patches", ev.max_patches,
-                                           official.BINARY_PATCH_CAP)
-        if problem:
-            raise SystemExit(problem)
 
 
 def evaluation_sets(ev: EvalConfig) -> tuple[list[TestSet], list[TestSet], dict[str, list[TestSet]]]:
@@ -77,7 +66,6 @@ def evaluation_sets(ev: EvalConfig) -> tuple[list[TestSet], list[TestSet], dict[
 def run(cfg: Config) -> dict[str, Any]:
     ev = cfg.eval
     check_bc_eval(cfg)
-    check_protocol(ev)
     test_sets, wild, groups = evaluation_sets(ev)  # before any model is loaded
     output = EvalOutput(cfg.run.out_dir, "bc_eval")
     device = resolve_device(cfg.run.device)

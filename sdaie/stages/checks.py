@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sdaie.checkpoint_kind import peek_kind
-from sdaie.config import Config, ConfigError, LocalisationConfig
+from sdaie.config import Config, ConfigError, LocalisationConfig, check_values
 from sdaie.data import official
 from sdaie.data.testsets import discover_sets, list_labelled
 from sdaie.data.transforms import parse_perturbation
@@ -137,6 +137,7 @@ def check_backbone_train(cfg: Config, resume: str | None = None) -> None:
 
 
 def check_oc_main(cfg: Config) -> None:
+    check_values(cfg)  # a Config built in Python has not been through load_config
     oc = cfg.oneclass
     checkpoint("oneclass.checkpoint", oc.checkpoint, "pretext",
                "give the pretext backbone (backbone_train's checkpoints/last.pt or the official "
@@ -166,6 +167,7 @@ def check_bc_train(cfg: Config) -> None:
 
 
 def check_bc_eval(cfg: Config) -> None:
+    check_values(cfg)  # a Config built in Python has not been through load_config
     ev = cfg.eval
     checkpoint("eval.checkpoint", ev.checkpoint, "binary",
                "give a binary detector (bc_train's checkpoints/last.pt or the official file)")

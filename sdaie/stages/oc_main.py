@@ -27,7 +27,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from sdaie.config import PROTOCOLS, Config, ConfigError, LocalisationConfig, OneClassConfig, to_dict
+from sdaie.config import Config, ConfigError, LocalisationConfig, OneClassConfig, to_dict
 from sdaie.data import official
 from sdaie.data.testsets import TestSet, discover_sets
 from sdaie.data.transforms import CLEAN, perturbation_list
@@ -105,17 +105,6 @@ def fit_gmm(oc: OneClassConfig, features: CachedFeatures, output: EvalOutput,
     return model, len(train.paths), [warning] if warning else []
 
 
-def check_protocol(oc: OneClassConfig) -> None:
-    """The protocol's name, and under ``official`` the official patch cap; exits otherwise."""
-    if oc.protocol not in PROTOCOLS:
-        raise SystemExit(f"oneclass.protocol={oc.protocol!r}; valid: {list(PROTOCOLS)}")
-    if oc.protocol == "official":
-        problem = official.check_patch_cap("oneclass.max_patches", oc.max_patches,
-                                           official.ONE_CLASS_PATCH_CAP)
-        if problem:
-            raise SystemExit(problem)
-
-
 def evaluation_sets(oc: OneClassConfig) -> list[TestSet]:
     """spec: sets with label folders (or ``oneclass.sets``); official: every sub-folder."""
     if oc.protocol == "official":
@@ -126,7 +115,6 @@ def evaluation_sets(oc: OneClassConfig) -> list[TestSet]:
 def run(cfg: Config) -> dict[str, Any]:
     oc = cfg.oneclass
     check_oc_main(cfg)
-    check_protocol(oc)
     test_sets = evaluation_sets(oc)  # before any model is loaded
     output = EvalOutput(cfg.run.out_dir, "oc_main")
     device = resolve_device(cfg.run.device)
