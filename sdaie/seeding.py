@@ -42,7 +42,7 @@ def seed_all(seed: int) -> None:
     Items draw from their own derived generators; this covers initial weights (identical on every
     rank) and any stray use of a global generator.
     """
-    import torch
+    import torch  # here: derive_seed and the streams serve light commands that never need torch
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
