@@ -4,13 +4,13 @@ from sdaie.config import head_names
 from sdaie.models.base import PatchExtractor, feature_dim
 from sdaie.models.binary import BinaryDetector
 from sdaie.models.checkpoint import (
-                                     CheckpointError,
-                                     binary_from_pretext,
-                                     load_binary_detector,
-                                     load_checkpoint,
-                                     load_extractor,
-                                     load_pretext_model,
-                                     save_checkpoint,
+    CheckpointError,
+    binary_from_pretext,
+    load_binary_detector,
+    load_checkpoint,
+    load_extractor,
+    load_pretext_model,
+    save_checkpoint,
 )
 from sdaie.models.heads import PretextModel
 from sdaie.models.registry import BACKBONES, build_extractor
