@@ -157,6 +157,7 @@ def decode_bytes(data: bytes) -> Image.Image:
         raise ImageLoadError(f"decompression bomb refused: {exc}") from exc
     except Image.UnidentifiedImageError:
         raise ImageLoadError("not a recognised image format") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        # Truncated data, broken huffman tables, bad TIFF tags, ... all surface as one of these.
+    except (OSError, ValueError, SyntaxError, EOFError, RuntimeError) as exc:
+        # Truncated data, broken huffman tables, bad TIFF tags, ... all surface as one of these
+        # (pillow-heif reports libheif's errors, e.g. a corrupt 'meta' box, as RuntimeError).
         raise ImageLoadError(f"cannot decode: {exc}") from exc

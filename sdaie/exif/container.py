@@ -86,7 +86,7 @@ def image_size(path: Path) -> tuple[int, int]:
         raise ImageLoadError(f"decompression bomb refused: {exc}") from exc
     except Image.UnidentifiedImageError:
         raise ImageLoadError("not a recognised image format") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, RuntimeError) as exc:  # RuntimeError: libheif
         raise ImageLoadError(f"cannot read image header: {exc}") from exc
     check_size(w, h)
     return w, h

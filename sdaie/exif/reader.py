@@ -258,14 +258,12 @@ def _convert(kind: str, tag: Any) -> Any:
         return v
     if kind == "real":
         return v
-    if kind == "apex_av":  # exiftool: 2 ** (Av / 2) = f-number
-        out = 2.0 ** (v / 2.0)
-    elif kind == "apex_tv":  # exiftool: 2 ** -Tv seconds, |Tv| < 100
-        if abs(v) >= 100:
-            raise _BadValue(f"APEX value out of range ({v:g})")
-        out = 2.0 ** (-v)
-    else:
+    if kind not in ("apex_av", "apex_tv"):
         raise ValueError(f"unknown tag kind {kind!r}")
+    if abs(v) >= 100:  # |Av| or |Tv| of 100 is f/2^50 or 2^100 s: garbage (and 2 ** v overflows)
+        raise _BadValue(f"APEX value out of range ({v:g})")
+    # exiftool: Av -> 2 ** (Av / 2) = f-number; Tv -> 2 ** -Tv seconds
+    out = 2.0 ** (v / 2.0) if kind == "apex_av" else 2.0 ** (-v)
     if not math.isfinite(out) or out <= 0:
         raise _BadValue(f"APEX value out of range ({v:g})")
     return out
@@ -341,30 +339,38 @@ def read_exif_fileobj(fh: BinaryIO, file_size: int) -> ExifResult:
         return ExifResult(error=f"not a recognised image format (starts with {head[:8]!r})")
     result = ExifResult(format=fmt)
     try:
-        if fmt == "jpeg":
-            block = jpeg_exif_block(fh)
-            if block is None:
-                return result
-            raw, notes = _run_exifread(io.BytesIO(block))
-            size = len(block)
-        elif fmt == "heif":  # our own item lookup: exifread's misses iloc base offsets
-            block = heif_exif_block(fh)
-            if block is None:
-                return result
-            raw, notes = _run_exifread(io.BytesIO(block))
-            size = len(block)
-        elif fmt not in ("tiff", "png", "webp"):
-            return result  # GIF, BMP, PPM, ... (recognised by Pillow): no EXIF container
-        else:  # TIFF (the EXIF block is the file), PNG eXIf, WebP: exifread locates it
-            fh.seek(0)
-            raw, notes = _run_exifread(fh)
-            size = file_size
+        raw_block = _raw_tags(fh, fmt, file_size)
+        if raw_block is None:
+            return result
+        raw, notes, size = raw_block
+        result.tags, result.warnings = canonical_tags(raw, size)
     except MalformedHeader as exc:
         result.error = str(exc)
         return result
-    result.tags, result.warnings = canonical_tags(raw, size)
+    except OSError:
+        raise  # the file, not its header: read_exif reports "cannot read"
+    except Exception as exc:  # noqa: BLE001 - a long indexing run must outlive any one file
+        # Our checks and exifread's cover the malformed headers seen so far (tests/exif fuzz);
+        # a file that still trips them is reported like any other unreadable one, not raised.
+        result.error = f"EXIF header unreadable ({type(exc).__name__}: {str(exc)[:80]})"
+        return result
     result.warnings.extend(notes)
     return result
+
+
+def _raw_tags(fh: BinaryIO, fmt: str, file_size: int) -> tuple[dict, list[str], int] | None:
+    """exifread's tags, its notes and the size of the block they come from; None: no EXIF."""
+    if fmt in ("jpeg", "heif"):  # HEIF: our own item lookup (exifread misses iloc base offsets)
+        block = jpeg_exif_block(fh) if fmt == "jpeg" else heif_exif_block(fh)
+        if block is None:
+            return None
+        raw, notes = _run_exifread(io.BytesIO(block))
+        return raw, notes, len(block)
+    if fmt not in ("tiff", "png", "webp"):
+        return None  # GIF, BMP, PPM, ... (recognised by Pillow): no EXIF container
+    fh.seek(0)  # TIFF (the EXIF block is the file), PNG eXIf, WebP: exifread locates it
+    raw, notes = _run_exifread(fh)
+    return raw, notes, file_size
 
 
 def read_exif(path: str | Path) -> ExifResult:

@@ -91,6 +91,8 @@ def test_iso_from_newer_tags(kit):
     (0x9003, ASCII, "0000:00:00 00:00:00\x00", None, "DateTimeOriginal", "unset date"),
     (0x829D, RATIONAL, (28, 10), 60000, "FNumber", "value outside the EXIF block"),
     (0x9201, SRATIONAL, (200, 1), None, "ShutterSpeedValue", "APEX value out of range"),
+    (0x9202, RATIONAL, (5000, 1), None, "ApertureValue", "APEX value out of range"),  # 2**2500
+    (0x9205, RATIONAL, (100, 1), None, "MaxApertureValue", "APEX value out of range"),
 ])
 def test_invalid_values_are_dropped_with_a_counted_warning(tag_id, ftype, value, offset, tag,
                                                             reason, kit):
@@ -196,3 +198,17 @@ def test_jpeg_with_other_app_segments_first(kit):
     icc = b"\xff\xe2" + struct.pack(">H", 2 + 300) + b"ICC_PROFILE\x00" + bytes(288)
     res = read_exif_bytes(jpeg[:2] + icc + b"\xff\xff" + jpeg[2:])  # + a fill byte
     assert res.tags == {"Model": "X100"}
+
+
+def test_a_reader_failure_on_one_header_is_an_error_result_not_an_exception(kit, monkeypatch):
+    """Whatever exifread or our checks raise on a header, the file gets an error, the run goes on."""
+    import sdaie.exif.reader as reader
+
+    def boom(fh):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(reader, "_run_exifread", boom)
+    block = kit.tiff_block([kit.entry(0x010F, ASCII, "Make\x00")])
+    res = read_exif_bytes(kit.jpeg_with_block(block))
+    assert not res.ok and res.format == "jpeg"
+    assert res.error == "EXIF header unreadable (IndexError: list index out of range)"
