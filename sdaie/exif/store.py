@@ -173,7 +173,8 @@ class PhotoIndex:
 
     def rel_path(self, i: int) -> str:
         start, end = int(self._path_offsets[i]), int(self._path_offsets[i + 1])
-        return self._paths[start:end].tobytes().decode("utf-8")
+        # surrogateescape: a non-UTF-8 file name comes back as os.walk gave it (it opens)
+        return self._paths[start:end].tobytes().decode("utf-8", "surrogateescape")
 
     def image_path(self, i: int) -> Path:
         return self.root / self.rel_path(i)

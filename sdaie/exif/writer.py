@@ -104,7 +104,11 @@ class _Table:
 
 
 def _checked(row: Mapping[str, Any], heads: int, crop_size: int | None) -> tuple[bytes, tuple]:
-    """The row's path (UTF-8) and crop reference; ValueError names what is wrong with it."""
+    """The row's path as bytes and its crop reference; ValueError names what is wrong with it.
+
+    The bytes are UTF-8 with ``surrogateescape``: a file name that is not UTF-8 (``os.walk``
+    gives it lone surrogates) is stored as its own bytes, and :mod:`~sdaie.exif.store` decodes it
+    back to a name that opens the file."""
     path = row.get("path")
     if not isinstance(path, str) or not path or path.startswith("/") or "\0" in path:
         raise ValueError(f"index row: path must be a non-empty relative path, got {path!r}")
@@ -113,10 +117,10 @@ def _checked(row: Mapping[str, Any], heads: int, crop_size: int | None) -> tuple
         raise ValueError(f"index row {path}: {heads} labels expected, got {labels!r}")
     crop = row.get("crop")
     if not crop:
-        return path.encode("utf-8"), (-1, -1)
+        return path.encode("utf-8", "surrogateescape"), (-1, -1)
     if crop_size is None:
         raise ValueError(f"index row {path}: a crop reference in an index without crop_size")
-    return path.encode("utf-8"), (int(crop["shard"]), int(crop["row"]))
+    return path.encode("utf-8", "surrogateescape"), (int(crop["shard"]), int(crop["row"]))
 
 
 def _write_rows(rows: Iterable[Mapping[str, Any]], jsonl: IO[bytes], table: _Table,
@@ -127,7 +131,7 @@ def _write_rows(rows: Iterable[Mapping[str, Any]], jsonl: IO[bytes], table: _Tab
     n = end = 0
     for row in rows:
         path, crop = _checked(row, table.heads, crop_size)
-        line = (json.dumps(row) + "\n").encode("utf-8")
+        line = (json.dumps(row) + "\n").encode("utf-8")  # ASCII: surrogates come out escaped
         jsonl.write(line)
         digest.update(line)
         end += len(line)

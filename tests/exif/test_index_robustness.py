@@ -1,0 +1,31 @@
+"""``sdaie index`` on awkward folders: non-UTF-8 file names, files unreadable for a while,
+``--strict`` over a cache, leftovers of killed builds."""
+
+import json
+import os
+import shutil
+
+from sdaie.config import load_config
+from sdaie.data.imageio import load_image
+from sdaie.exif.index import build_index, load_index
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_and_opens(tmp_path, kit):
+    photos, out = tmp_path / "photos", tmp_path / "index"
+    kit.make_good(photos, 2)
+    bad_name = os.path.join(os.fsencode(photos), b"cam0", b"bad\xff.jpg")
+    shutil.copyfile(photos / "cam0/img_000.jpg", bad_name)
+
+    stats = build_index(photos, out, load_config(), workers=1)
+    assert stats.indexed == 3
+    index = load_index(out)
+    rels = [index.rel_path(i) for i in range(len(index))]
+    i = rels.index(os.fsdecode(b"cam0/bad\xff.jpg"))
+    assert os.fsencode(index.image_path(i)) == os.path.join(os.fsencode(photos.resolve()),
+                                                            b"cam0", b"bad\xff.jpg")
+    assert load_image(index.image_path(i)).size == (80, 64)
+    assert index.record(i)["path"] == rels[i] and index.tags(i)["Make"]
+    for line in (out / "index.jsonl").read_bytes().splitlines():  # valid JSON, ASCII lines
+        line.decode("ascii")
+        json.loads(line)
+    assert build_index(photos, out, load_config(), workers=1).parsed == 0  # the cache reads back
