@@ -24,12 +24,17 @@ from sdaie.exif.reader import READER_VERSION
 CACHE_NAME = "exif_cache.jsonl"
 NO_LINE = -1
 _key = hash  # str -> int64 lookup key (this process's string hash; equal keys are compared)
+# The error of a file the OS would not read (permissions, I/O error, a share gone for a moment):
+# about the moment, not the bytes, so such an entry is parsed again next run.
+READ_FAILED = "cannot read: "
 
 
 def is_fresh(entry: dict[str, Any] | None, size: int, mtime_ns: int) -> bool:
-    """Whether a cached entry still describes the file (same bytes, mtime and reader)."""
+    """Whether a cached entry still describes the file (same bytes, mtime and reader); an entry
+    whose file could not be read never does (``chmod`` changes neither size nor mtime)."""
     return (entry is not None and entry.get("bytes") == size
-            and entry.get("mtime_ns") == mtime_ns and entry.get("reader") == READER_VERSION)
+            and entry.get("mtime_ns") == mtime_ns and entry.get("reader") == READER_VERSION
+            and not str(entry.get("error") or "").startswith(READ_FAILED))
 
 
 def has_crop(entry: dict[str, Any], crop_size: int) -> bool:

@@ -29,3 +29,27 @@ def test_a_file_name_that_is_not_utf8_is_indexed_and_opens(tmp_path, kit):
         line.decode("ascii")
         json.loads(line)
     assert build_index(photos, out, load_config(), workers=1).parsed == 0  # the cache reads back
+
+
+def test_a_file_unreadable_for_a_while_is_parsed_again(tmp_path, kit, monkeypatch):
+    """A read error (permissions, a share gone for a moment) leaves size and mtime unchanged:
+    the next run parses the file again instead of trusting the cached error."""
+    from sdaie.exif import parse
+    from sdaie.exif.reader import ExifResult
+
+    photos, out = tmp_path / "photos", tmp_path / "index"
+    kit.make_good(photos, 3)
+    real = parse.read_exif
+
+    def denied(path):
+        if str(path).endswith("img_001.jpg"):
+            return ExifResult(error="cannot read: Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(parse, "read_exif", denied)
+    first = build_index(photos, out, load_config(), workers=1)
+    assert first.indexed == 2 and first.skipped[0]["reason"] == "cannot read: Permission denied"
+    monkeypatch.setattr(parse, "read_exif", real)  # chmod 644
+    again = build_index(photos, out, load_config(), workers=1)
+    assert (again.parsed, again.indexed, again.skipped_count) == (1, 3, 0)
+    assert build_index(photos, out, load_config(), workers=1).parsed == 0
