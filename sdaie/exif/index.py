@@ -50,7 +50,7 @@ __all__ = ["CACHE_NAME", "IndexStats", "PhotoIndex", "StrictError", "build_index
 
 
 class StrictError(RuntimeError):
-    """``--strict``: the first unusable file stops the run."""
+    """``--strict``: the first unusable file stops the run, whether parsed now or cached."""
 
 
 @dataclass
@@ -94,6 +94,8 @@ def build_index(photo_dir: str | Path, out_dir: str | Path, cfg: Config, *, work
     # Labels, vocabularies and outputs are recomputed from all entries every run.
     reader = EntryReader(cache_path)
     try:
+        if strict:
+            _check_all_usable(files, reader, schema)
         used_shards: set[int] = set()
         schema = Schema.fit(cfg.schema.heads,
                             (e.get("tags", {}) for e in _entries(files, reader, used_shards)
@@ -107,6 +109,15 @@ def build_index(photo_dir: str | Path, out_dir: str | Path, cfg: Config, *, work
     compact(cache_path, np.where(_stat_failed(files), -1, files.offsets))
     collect_garbage(out, used_shards)
     return stats
+
+
+def _check_all_usable(files: Files, reader: EntryReader, schema: Schema) -> None:
+    """``--strict`` over the whole folder: a file skipped by an earlier run (its entry is in the
+    cache) or not stat'able stops the run like one parsed now, before any output is written."""
+    for entry in _entries(files, reader):
+        reason = usable_reason(entry, schema.encode(entry.get("tags", {})))
+        if reason:
+            raise StrictError(f"{entry['path']}: {reason}")
 
 
 def _stat_failed(files: Files) -> np.ndarray:

@@ -53,3 +53,22 @@ def test_a_file_unreadable_for_a_while_is_parsed_again(tmp_path, kit, monkeypatc
     again = build_index(photos, out, load_config(), workers=1)
     assert (again.parsed, again.indexed, again.skipped_count) == (1, 3, 0)
     assert build_index(photos, out, load_config(), workers=1).parsed == 0
+
+
+def test_strict_fails_on_a_file_skipped_by_an_earlier_run(tmp_path, kit, capsys):
+    from PIL import Image
+
+    from sdaie.exif.index import main
+
+    photos, out = tmp_path / "photos", tmp_path / "index"
+    kit.make_good(photos, 2)
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(photos / "plain.png")
+    args = [str(photos), "--out", str(out), "--workers", "1", "--no-progress"]
+    assert main(args) == 0 and "skipped 1 files" in capsys.readouterr().out
+    manifest = (out / "manifest.json").read_bytes()
+
+    for strict in (["--strict"], ["run.strict=true"]):
+        assert main(args + strict) == 1  # the PNG is in the cache, not parsed again
+        err = capsys.readouterr().err
+        assert "--strict: unusable file plain.png: no EXIF tags" in err
+    assert (out / "manifest.json").read_bytes() == manifest  # nothing rewritten
