@@ -10,8 +10,9 @@ everywhere:
   walked again (a link to an ancestor, or a second link to the same folder), and is reported;
 - an image is a regular file whose extension is in :data:`IMAGE_EXTENSIONS` (case-insensitive);
 - everything else is counted, never silently dropped: by extension (``.txt``, ``.mov``, "no
-  extension"), hidden entries (names starting with ``.``; hidden folders are not entered) and
-  broken links, so summaries can say "ignored: 3 .txt, 1 .mov".
+  extension"), hidden entries (names starting with ``.``; hidden folders are not entered), broken
+  links, folders that cannot be listed (permissions) and folders reached again through a link,
+  so summaries can say "ignored: 3 .txt, 1 .mov, 1 unreadable folder".
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", 
 HIDDEN = "hidden"
 BROKEN_LINK = "broken link"
 NO_EXTENSION = "no extension"
+UNREADABLE = "unreadable folder"
+REVISITED = "folder reached again through a link"
+_PLURAL = {UNREADABLE: "unreadable folders", REVISITED: "folders reached again through links"}
 
 
 @dataclass
@@ -35,7 +39,7 @@ class FolderListing:
 
     images: list[Path] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)  # kind ('.txt', 'hidden', ...) -> count
-    revisits: list[Path] = field(default_factory=list)  # linked folders already walked
+    revisits: list[Path] = field(default_factory=list)  # linked folders already walked (counted)
 
     def ignored_text(self) -> str:
         """``"ignored: 3 .txt, 1 .mov"`` (most frequent first), or "" when nothing was."""
@@ -46,7 +50,8 @@ def ignored_text(counts: Counter | dict[str, int]) -> str:
     """The one-line form of ignored-file counts (empty when there are none)."""
     items = sorted(((k, v) for k, v in dict(counts).items() if v),
                    key=lambda kv: (-kv[1], kv[0]))
-    return "ignored: " + ", ".join(f"{v} {k}" for k, v in items) if items else ""
+    return ("ignored: " + ", ".join(f"{v} {_PLURAL.get(k, k) if v > 1 else k}" for k, v in items)
+            if items else "")
 
 
 def kind_of(name: str) -> str:
@@ -71,7 +76,11 @@ def walk(root: Path, listing: FolderListing) -> Iterator[tuple[Path, list[str]]]
     """``(folder, file names)`` of every folder under ``root`` (itself first), following links
     once each; hidden and broken entries and revisited folders are recorded in ``listing``."""
     seen = {_identity(root)}
-    for current, dirs, files in os.walk(root, followlinks=True):
+
+    def unreadable(exc: OSError) -> None:  # os.walk would pass over the folder without a word
+        listing.ignored[UNREADABLE] += 1
+
+    for current, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
         here = Path(current)
         keep = []
         for d in sorted(dirs):
@@ -83,6 +92,7 @@ def walk(root: Path, listing: FolderListing) -> Iterator[tuple[Path, list[str]]]
                 listing.ignored[BROKEN_LINK] += 1
             elif ident in seen:
                 listing.revisits.append(here / d)
+                listing.ignored[REVISITED] += 1
             else:
                 seen.add(ident)
                 keep.append(d)

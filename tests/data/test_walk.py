@@ -85,3 +85,28 @@ def test_broken_links_are_counted(tmp_path):
 
 def test_ignored_text_is_empty_without_ignored_files():
     assert ignored_text({}) == "" and FolderListing().ignored_text() == ""
+
+
+def test_unreadable_folders_and_revisits_are_counted(tmp_path, monkeypatch):
+    """A folder that cannot be listed (permissions: root reads anything, so the listing is made
+    to fail) and a folder reached again through a link appear in the counts and the text."""
+    root = tmp_path / "root"
+    _png(root / "a.png")
+    _png(root / "locked" / "b.png")
+    (root / "x").symlink_to(root / "locked", target_is_directory=True)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    listing = scan_folder(root)
+    assert [p.name for p in listing.images] == ["a.png"]
+    assert dict(listing.ignored) == {"unreadable folder": 1,
+                                     "folder reached again through a link": 1}
+    assert listing.ignored_text() == \
+        "ignored: 1 folder reached again through a link, 1 unreadable folder"
+    assert ignored_text({"unreadable folder": 2, "folder reached again through a link": 3}) == \
+        "ignored: 3 folders reached again through links, 2 unreadable folders"
