@@ -8,7 +8,8 @@ every decoder. Checked without decoding pixels:
 
 - JPEG: an end-of-image marker after the start of scan (in entropy-coded data a 0xFF is always
   followed by 0x00 or a restart code, so FF D9 there can only be EOI; the last 64 KiB are
-  searched, allowing for trailers that some cameras append);
+  searched first, then, if the marker is not there, the file from the scan on, in chunks: motion
+  photos append a whole video after the end marker);
 - PNG: an IEND chunk at the end;
 - WebP: the file is as long as its RIFF header says;
 - HEIF / HEIC / AVIF (ISO base media boxes): no top-level box runs past the end of the file.
@@ -23,7 +24,8 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 
-EOI_TAIL = 1 << 16  # bytes searched for the JPEG end-of-image marker
+EOI_TAIL = 1 << 16  # bytes searched first for the JPEG end-of-image marker
+_EOI_CHUNK = 1 << 20  # then the scan is read this much at a time
 
 
 class MalformedHeader(ValueError):
@@ -74,9 +76,21 @@ def _jpeg(fh: BinaryIO, size: int) -> str | None:
     except MalformedHeader as exc:
         return str(exc)
     fh.seek(max(sos + 2, size - EOI_TAIL))
-    if b"\xff\xd9" not in fh.read():
+    if b"\xff\xd9" not in fh.read() and not _eoi_after(fh, sos + 2):
         return "truncated: no JPEG end-of-image marker after the image data"
     return None
+
+
+def _eoi_after(fh: BinaryIO, start: int) -> bool:
+    """Whether FF D9 occurs from ``start`` on, read in chunks (for a large trailer, e.g. the MP4
+    of a Google or Samsung motion photo, beyond the tail the cheap check reads)."""
+    fh.seek(start)
+    last = b""
+    while chunk := fh.read(_EOI_CHUNK):
+        if b"\xff\xd9" in last + chunk:  # the last byte of the previous chunk: a split marker
+            return True
+        last = chunk[-1:]
+    return False
 
 
 def _png(fh: BinaryIO, size: int) -> str | None:

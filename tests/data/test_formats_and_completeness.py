@@ -130,3 +130,32 @@ def test_a_corrupt_heif_header_is_an_unreadable_file_not_a_crash(tmp_path):
         except ImageLoadError:
             refused += 1
     assert refused > 100  # the mutations do break files; none of them escaped as another error
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 7])  # 7: the end marker split across two reads
+def test_a_jpeg_with_a_large_trailer_is_complete_and_a_cut_one_is_not(chunk, tmp_path,
+                                                                      monkeypatch):
+    """Motion photos append an MP4 after the end marker, further than the tail searched first."""
+    from sdaie.data import completeness
+
+    monkeypatch.setattr(completeness, "_EOI_CHUNK", chunk)
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Google", "Pixel 8"
+    buf = io.BytesIO()
+    _pixels().save(buf, format="JPEG", quality=90, exif=exif)
+    jpeg = buf.getvalue()
+    trailer = np.random.default_rng(1).integers(0, 256, 200_000, np.uint8).tobytes()
+    trailer = trailer.replace(b"\xff\xd9", b"\xff\x00")
+    assert b"\xff\xd9" not in trailer and len(trailer) > completeness.EOI_TAIL
+    motion = tmp_path / "PXL_MP.jpg"
+    motion.write_bytes(jpeg + trailer)
+    assert load_image(motion).size == (64, 48)
+    entry = parse_file(motion)
+    assert entry["error"] is None and entry["size"] == [64, 48] and entry["tags"]["Make"] == "Google"
+
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(jpeg[:-2] + trailer)  # cut before its end marker: the same refusal as ever
+    with pytest.raises(ImageLoadError) as info:
+        load_image(cut)
+    assert str(info.value) == "truncated: no JPEG end-of-image marker after the image data"
+    assert parse_file(cut)["error"] == str(info.value)
