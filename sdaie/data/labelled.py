@@ -12,9 +12,14 @@ reported, which is the same on the standard layouts and safer on others.
 
 from __future__ import annotations
 
+import os
 import random
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -22,7 +27,58 @@ from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patches import random_patches
 from sdaie.data.testsets import LabelledFiles, list_labelled
 from sdaie.data.transforms import AugmentConfig, augment, ensure_min_side
+from sdaie.labels import FAKE, REAL
 from sdaie.seeding import derive_seed
+
+
+class PathTable(Sequence):
+    """Paths as one bytes buffer plus int64 offsets (the photo index's layout): a worker forked
+    from the loader touches no per-file Python object, so 720k paths are not copied into every
+    worker by reference counting (copy-on-read). Items come back as ``Path``."""
+
+    def __init__(self, paths: Sequence[Path]):
+        raw = [os.fsencode(p) for p in paths]  # fsencode: any file name, UTF-8 or not
+        self.offsets = np.zeros(len(raw) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in raw], out=self.offsets[1:])
+        self.buffer = np.frombuffer(b"".join(raw), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> Path:  # type: ignore[override]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"path {i} of {len(self)}")
+        i %= len(self)
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return Path(os.fsdecode(self.buffer[start:end].tobytes()))
+
+    def __iter__(self) -> Iterator[Path]:
+        return (self[i] for i in range(len(self)))
+
+
+@dataclass
+class PackedFiles:
+    """:class:`~sdaie.data.testsets.LabelledFiles` held compactly for training: paths in a
+    :class:`PathTable`, labels an ``int8`` array; what was left out stays as listed (few)."""
+
+    paths: PathTable
+    labels: np.ndarray
+    unlabelled: list[Path] = field(default_factory=list)
+    ambiguous: list[Path] = field(default_factory=list)
+    ignored: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def pack(cls, files: LabelledFiles) -> PackedFiles:
+        return cls(PathTable(files.paths), np.asarray(files.labels, dtype=np.int8),
+                   files.unlabelled, files.ambiguous, files.ignored)
+
+    @property
+    def n_real(self) -> int:
+        return int((self.labels == REAL).sum())
+
+    @property
+    def n_fake(self) -> int:
+        return int((self.labels == FAKE).sum())
 
 
 class LabelledPatches(Dataset):
@@ -37,8 +93,9 @@ class LabelledPatches(Dataset):
                  augment_cfg: AugmentConfig | None = None, seed: int = 0,
                  genimage_split: str = "train", files: LabelledFiles | None = None):
         self.root = Path(root)
-        self.files = files if files is not None else list_labelled(self.root, genimage_split)
-        if not self.files.paths:
+        listed = files if files is not None else list_labelled(self.root, genimage_split)
+        self.files = PackedFiles.pack(listed)  # the list of Paths is not kept
+        if not len(self.files.paths):
             raise FileNotFoundError(
                 f"no labelled images under {self.root} (expected 0_real/1_fake or nature/ai folders)")
         self.n_patches = n_patches
