@@ -86,6 +86,19 @@ def grid_crop_box(width: int, height: int, size: int = PATCH,
     return top, left, ch, cw
 
 
+def crop_padded(arr: np.ndarray, top: int, left: int, ch: int, cw: int) -> np.ndarray:
+    """``arr[top:top+ch, left:left+cw]`` with zeros where the box leaves the image (the
+    "official" layout: an excess of one pixel pads only the bottom or right side). One copy
+    for the grid and the lattice, so both cut the very same pixels."""
+    if ch <= arr.shape[0] and cw <= arr.shape[1]:
+        return arr[top:top + ch, left:left + cw]
+    canvas = np.zeros((ch, cw, 3), dtype=np.uint8)
+    src = arr[max(top, 0):max(top, 0) + ch, max(left, 0):max(left, 0) + cw]
+    canvas[max(-top, 0):max(-top, 0) + src.shape[0],
+           max(-left, 0):max(-left, 0) + src.shape[1]] = src
+    return canvas
+
+
 def grid_patches(img: Image.Image, size: int = PATCH, cap: int = GRID_CAP,
                  layout: str = "spec", normalized: bool = True) -> torch.Tensor:
     """All non-overlapping ``size x size`` tiles ``[N, 3, size, size]``, raster order, normalised.
@@ -103,15 +116,7 @@ def grid_patches(img: Image.Image, size: int = PATCH, cap: int = GRID_CAP,
     if min(h, w) < size:
         arr = _resize_square(np.ascontiguousarray(arr), size)
     else:
-        top, left, ch, cw = grid_crop_box(w, h, size, layout)
-        if ch > h or cw > w:  # "official" layout: zero padding where the crop leaves the image
-            # (an excess of one pixel pads only the bottom/right side, so top/left can be 0)
-            canvas = np.zeros((ch, cw, 3), dtype=np.uint8)
-            src = arr[max(top, 0):max(top, 0) + ch, max(left, 0):max(left, 0) + cw]
-            canvas[max(-top, 0):max(-top, 0) + src.shape[0], max(-left, 0):max(-left, 0) + src.shape[1]] = src
-            arr = canvas
-        else:
-            arr = arr[top:top + ch, left:left + cw]
+        arr = crop_padded(arr, *grid_crop_box(w, h, size, layout))
     rows, cols = arr.shape[0] // size, arr.shape[1] // size
     keep = min(rows * cols, cap)
     tiles = (arr.reshape(rows, size, cols, size, 3).transpose(0, 2, 4, 1, 3)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdaie.data.patches import grid_crop_box
+from sdaie.data.patches import crop_padded, grid_crop_box
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def lattice_patches(img: Image.Image, size: int, stride: int, cap: int,
     gcols = cw // size
     n_grid = min((ch // size) * gcols, cap)
     grid_rows = -(-n_grid // gcols)  # grid rows the kept patches reach
-    crop = _crop(np.asarray(img), top, left, ch, cw)[:grid_rows * size]  # as grid_patches crops
+    crop = crop_padded(np.asarray(img), top, left, ch, cw)[:grid_rows * size]  # as grid_patches crops
     step = size // stride
     rows, cols = (grid_rows - 1) * step + 1, (gcols - 1) * step + 1
     windows = np.lib.stride_tricks.sliding_window_view(crop, (size, size), axis=(0, 1))
@@ -100,14 +100,3 @@ def lattice_patches(img: Image.Image, size: int, stride: int, cap: int,
     patches = torch.from_numpy(flat if flat.flags.writeable else flat.copy())
     return patches, PatchGrid(w, h, top, left, rows, cols, size, stride, n_grid)
 
-
-def _crop(arr: np.ndarray, top: int, left: int, ch: int, cw: int) -> np.ndarray:
-    """``arr[top:top+ch, left:left+cw]`` with zeros where the box leaves the image (the
-    "official" layout: an excess of one pixel pads only the bottom or right side)."""
-    if ch <= arr.shape[0] and cw <= arr.shape[1]:
-        return arr[top:top + ch, left:left + cw]
-    canvas = np.zeros((ch, cw, 3), dtype=np.uint8)
-    src = arr[max(top, 0):max(top, 0) + ch, max(left, 0):max(left, 0) + cw]
-    canvas[max(-top, 0):max(-top, 0) + src.shape[0],
-           max(-left, 0):max(-left, 0) + src.shape[1]] = src
-    return canvas

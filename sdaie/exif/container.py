@@ -92,10 +92,10 @@ def image_size(path: Path) -> tuple[int, int]:
     return w, h
 
 
-def truncation(path: Path, fmt: str | None = None) -> str | None:
+def truncation(path: Path) -> str | None:
     """Why the file looks cut short (None if it looks complete), without decoding pixels: the
-    loader's own check (:func:`sdaie.data.completeness.incomplete_reason`), so the index refuses
-    exactly the files every other command refuses, with the same reason text. ``fmt`` is unused
-    (the check reads the container's magic itself); kept for callers."""
+    loader's own check (:func:`sdaie.data.completeness.incomplete_reason`, which reads the
+    container's magic itself), so the index refuses exactly the files every other command
+    refuses, with the same reason text."""
     with open(path, "rb") as fh:
         return incomplete_reason(fh)
