@@ -174,10 +174,32 @@ def _write_summary(path: Path, doc: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+# Temporaries ``.<name>.<pid>.tmp`` that `sdaie index` writes next to the index (the journal's
+# compaction, the spooled list of skipped files): removed once their process is gone.
+_PID_TEMPS = (".exif_cache.jsonl.", ".skipped.")
+
+
+def _dead_pid_temp(name: str) -> bool:
+    """Whether ``name`` is one of :data:`_PID_TEMPS` whose writing process no longer runs."""
+    pid = name.removesuffix(".tmp").rsplit(".", 1)[-1]
+    if not name.startswith(_PID_TEMPS) or not name.endswith(".tmp") or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, owned by someone else
+        return False
+    return False
+
+
 def _clean(out: Path, keep: str) -> None:
     """Data folders of older builds and temporaries of killed runs."""
     for path in out.iterdir():
-        stale_tmp = path.name.startswith((".data-tmp-", f".{ROWS_JSONL}.", ".summary.json."))
+        stale_tmp = (path.name.startswith((".data-tmp-", f".{ROWS_JSONL}.", ".summary.json."))
+                     or _dead_pid_temp(path.name))
         if (path.name.startswith("data-") and path.name != keep) or stale_tmp:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 

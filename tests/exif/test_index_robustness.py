@@ -72,3 +72,21 @@ def test_strict_fails_on_a_file_skipped_by_an_earlier_run(tmp_path, kit, capsys)
         err = capsys.readouterr().err
         assert "--strict: unusable file plain.png: no EXIF tags" in err
     assert (out / "manifest.json").read_bytes() == manifest  # nothing rewritten
+
+
+def test_temporaries_of_killed_builds_are_removed(tmp_path, kit):
+    import subprocess
+    import sys
+
+    photos, out = tmp_path / "photos", tmp_path / "index"
+    kit.make_good(photos, 2)
+    build_index(photos, out, load_config(), workers=1)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a pid that no longer runs: a killed build's
+    dead = [out / f".exif_cache.jsonl.{child.pid}.tmp", out / f".skipped.{child.pid}.tmp"]
+    alive = [out / f".exif_cache.jsonl.{os.getppid()}.tmp", out / f".skipped.{os.getppid()}.tmp"]
+    for path in dead + alive:
+        path.write_text("half written")
+    build_index(photos, out, load_config(), workers=1)
+    assert not any(p.exists() for p in dead)
+    assert all(p.exists() for p in alive)  # a build still running there keeps its files
