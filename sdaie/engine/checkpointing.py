@@ -168,3 +168,19 @@ def check_same_stream(saved: dict | None, now: dict[str, int], source: str) -> N
     if diffs:
         raise CheckpointError(f"{source} continues another data stream ({'; '.join(diffs)}); resume "
                               "with the same index, run.seed and global batch, or start a new run")
+
+
+def check_same_epochs(saved: dict | None, now: dict[str, int], source: str) -> None:
+    """A run resumed within or after an epoch continues at the checkpoint's global step, which
+    maps to the same place in the same epoch only if every figure of ``now`` (images, seed, batch
+    size, ranks, steps per epoch) is unchanged; otherwise part of an epoch would be silently
+    trained twice or skipped. Checkpoints written before these figures were stored have none:
+    they are accepted, as nothing can be checked."""
+    if not saved:
+        return
+    diffs = [f"{key}: checkpoint {saved.get(key)}, now {value}" for key, value in now.items()
+             if saved.get(key) != value]
+    if diffs:
+        raise CheckpointError(f"{source} was written with other epochs ({'; '.join(diffs)}); resume "
+                              "with the same training images, run.seed, batch size and ranks, or "
+                              "start a new run")

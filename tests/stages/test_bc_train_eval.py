@@ -68,3 +68,16 @@ def test_resume_from_a_pretext_checkpoint_is_refused(tiny_world, pretext_ckpt, t
     with pytest.raises(SystemExit, match="checkpoint error: .*pretext checkpoint; this run continues binary"):
         bc_train.main(_train_args(tiny_world, pretext_ckpt, tmp_path / "bc",
                                   f"--resume-from={pretext_ckpt}"))
+
+
+def test_resume_with_another_batch_size_is_refused_by_name(tiny_world, pretext_ckpt, tmp_path):
+    """The global step of the checkpoint would fall elsewhere in epochs of another length."""
+    out = tmp_path / "bc"
+    assert bc_train.main(_train_args(tiny_world, pretext_ckpt, out, "binary.epochs=1")) == 0
+    with pytest.raises(SystemExit) as caught:
+        bc_train.main(_train_args(tiny_world, pretext_ckpt, out, "binary.epochs=2",
+                                  "binary.batch_size=4", "--resume"))
+    message = str(caught.value)
+    assert message.startswith("checkpoint error: ") and "\n" not in message
+    assert "batch_size: checkpoint 8, now 4" in message and "steps_per_epoch" in message
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1  # nothing trained
