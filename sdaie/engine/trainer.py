@@ -105,9 +105,26 @@ def agree_start(out: Path, stage: str, resume: str | None, overwrite: bool,
         if decision.overwrite:
             clear_run(out, stage)
         out.mkdir(parents=True, exist_ok=True)
-        mark_launch(out)
+        if not decision.restarted:  # a restart keeps its launch's marker (and its ``last``)
+            mark_launch(out)
     barrier()
     return decision
+
+
+def agree_resume(choice: str | None, ckpt_dir: Path, prefix: str, info: DistInfo) -> Path | None:
+    """Rank 0's checkpoint for ``choice``, on every rank: on a network file system another node
+    may list an older newest checkpoint, and ranks resuming from different steps would hang."""
+    found: tuple[str | None, str | None] = (None, None)  # (path, error)
+    if info.is_main:
+        try:
+            path = resolve_resume(choice, ckpt_dir, prefix)
+            found = (str(path) if path is not None else None, None)
+        except SystemExit as exc:  # an explicit path that does not exist
+            found = (None, str(exc))
+    path, error = all_gather_objects(found)[0]
+    if error is not None:
+        raise SystemExit(error)
+    return Path(path) if path is not None else None
 
 
 @contextmanager
@@ -166,7 +183,7 @@ class Trainer:
     def _resume(self, resume: str | None) -> tuple[int, Path | None]:
         """(last step done, checkpoint resumed from); (0, None) for a fresh run. Sets the progress."""
         unit = self.schedule.unit
-        path = resolve_resume(resume, self.ckpt_dir, unit)
+        path = agree_resume(resume, self.ckpt_dir, unit, self.run.info)
         if path is None:
             self.progress = 0
             return 0, None
