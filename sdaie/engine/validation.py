@@ -75,13 +75,20 @@ def validate_heldout(model: nn.Module, dataset: PairDataset, cfg: Config, info: 
     return heldout_metrics(merged, torch.cat([p[1] for p in parts])[order], heads), skipped
 
 
+def validation_ids(n: int, limit: int) -> list[int]:
+    """All of ``n`` images (``limit`` <= 0 or >= n), else ``limit`` evenly spaced over them: the
+    listing is sorted by folder, so its first images would all be real (``0_real`` first)."""
+    if limit <= 0 or limit >= n:
+        return list(range(n))
+    return [i * n // limit for i in range(limit)]
+
+
 @torch.no_grad()
 def quick_validation(detector: nn.Module, dataset: LabelledPatches, cfg: Config, info: DistInfo,
                      autocast: Autocast) -> dict[str, float]:
     """p(fake) on ``data.patches`` random patches per image (fixed seeds), gathered over ranks."""
-    n = len(dataset)
-    limit = cfg.binary.val_batches * cfg.binary.batch_size if cfg.binary.val_batches > 0 else n
-    ids = list(range(min(n, limit)))[info.rank::info.world_size]
+    ids = validation_ids(len(dataset), cfg.binary.val_batches * cfg.binary.batch_size)
+    ids = ids[info.rank::info.world_size]
     detector.eval()
     scores, labels = [], []
     loader = seeded_loader(Subset(dataset, ids), cfg.data, info.device, cfg.run.seed, 0,
