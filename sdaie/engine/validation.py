@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
 from sdaie.config import Config
 from sdaie.data.heldout import HeldOutPhotos
 from sdaie.data.labelled import LabelledPatches
-from sdaie.data.loading import collate_skips, seeded_loader
+from sdaie.data.loading import seeded_loader
 from sdaie.data.pairs import PairDataset
 from sdaie.distributed import DistInfo, all_gather_objects
 from sdaie.metrics import detection_metrics, heldout_metrics
@@ -33,8 +33,7 @@ def _score_heldout(model: nn.Module, photos: HeldOutPhotos, cfg: Config, info: D
     mine = list(range(info.rank, len(photos), info.world_size))
     size = 2 * cfg.pretext.batch_size  # photos per forward, as in training
     batches = [mine[i:i + size] for i in range(0, len(mine), size)]
-    loader = DataLoader(photos, batch_sampler=batches, num_workers=cfg.data.workers,
-                        collate_fn=collate_skips)
+    loader = seeded_loader(photos, cfg.data, info.device, cfg.run.seed, 0, batch_sampler=batches)
     n_heads = len(cfg.schema.heads)
     outs: list[list[torch.Tensor]] = [[] for _ in range(n_heads)]
     labels, positions, skipped = [], [], []

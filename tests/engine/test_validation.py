@@ -89,3 +89,24 @@ def test_a_validation_subset_is_evenly_spaced_over_the_sorted_listing():
     assert ids == validation_ids(100, 8) and len(set(ids)) == 8 and ids == sorted(ids)
     assert {labels[i] for i in ids} == {0, 1} and ids[0] == 0 and ids[-1] >= 87
     assert validation_ids(5, 0) == validation_ids(5, 9) == [0, 1, 2, 3, 4]
+
+
+def test_held_out_validation_uses_the_project_loader_with_the_same_results(world, monkeypatch):
+    """Its workers then ignore SIGTERM (the main process checkpoints), as training's do."""
+    from sdaie.engine import validation
+
+    cfg = load_config(TINY / "backbone.yaml", ["data.workers=1"])
+    data = PairDataset(load_index(world / "index"), range(PHOTOS), n_patches=cfg.data.patches,
+                       patch_size=cfg.model.patch_size)
+    torch.manual_seed(0)
+    model = PretextModel(cfg.model, cfg.schema.heads)
+    loaders = []
+    real = validation.seeded_loader
+    monkeypatch.setattr(validation, "seeded_loader", lambda *a, **k: loaders.append(real(*a, **k))
+                        or loaders[-1])
+    with_worker, _ = validate_heldout(model, data, cfg, DistInfo(), nullcontext)
+    assert len(loaders) == 1 and loaders[0].num_workers == 1
+    assert loaders[0].worker_init_fn is not None  # seeds the worker and ignores SIGTERM in it
+    cfg.data.workers = 0
+    in_process, _ = validate_heldout(model, data, cfg, DistInfo(), nullcontext)
+    assert with_worker == in_process
