@@ -80,7 +80,8 @@ def run_training(stage: str, cfg: Config, resume_arg: str | None,
         timer = Timer()
         seed_all(cfg.run.seed)  # identical initial weights on every rank
         run = RunContext(stage, cfg, info, out, log, Precision(info.device, amp, tf32),
-                         SkipReporter(out / "skipped.jsonl", info.is_main, log))
+                         SkipReporter(out / "skipped.jsonl", info.is_main, log,
+                                      resumed=start.resume is not None))
         stop = StopRequest(info.distributed)
         try:
             return Trainer(run, build(run), timer, stop).fit(start.resume)

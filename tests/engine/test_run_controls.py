@@ -181,3 +181,15 @@ def test_every_rank_resumes_from_the_checkpoint_rank_0_found(tmp_path, monkeypat
     monkeypatch.setattr(trainer, "all_gather_objects", lambda mine: [(None, "--resume: no x"), mine])
     with pytest.raises(SystemExit, match="no x"):
         agree_resume(str(ckpts / CKPT8), ckpts, "step", rank1)
+
+
+def test_a_resumed_run_reports_each_unreadable_file_once(tmp_path):
+    """Item 7 is met at steps 2, 4 and 7: before and after a stop at step 4."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    train_toy(full, STEPS)
+    with pytest.raises(Preempted):
+        train_toy(part, STEPS, signal_at=4)
+    summary, _ = train_toy(part, STEPS, resume="auto")
+    assert summary["skipped_items"] == ["item7"]
+    assert (part / "skipped.jsonl").read_text() == (full / "skipped.jsonl").read_text()
+    assert len((part / "skipped.jsonl").read_text().splitlines()) == 1
