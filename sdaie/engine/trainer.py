@@ -191,13 +191,23 @@ class Trainer:
         ckpt = self.task.read_checkpoint(path)
         self.task.check_resume(ckpt, str(path))
         restore_training(ckpt, self.task.model, self.task.optimizer, str(path))
-        self.run.precision.load_state_dict(ckpt.get("precision"))
+        self._restore_precision(ckpt.get("precision"), path)
         self.progress = int(ckpt[unit])
         step = int(ckpt.get("global_step", self.schedule.start_step(self.progress)))
         where = (f"{self.schedule.resumed_phrase} {self.progress}" if step ==
                  self.schedule.start_step(self.progress) else f"at step {step}")
         self.run.log.info("resumed from %s %s", path, where)
         return step, path
+
+    def _restore_precision(self, saved: dict[str, Any] | None, path: Path) -> None:
+        """The fp16 loss scale; a warning when the run continues in another precision (with
+        ``amp=auto`` a resume on another GPU generation switches between bf16 and fp16)."""
+        precision = self.run.precision
+        before = (saved or {}).get("mode")
+        if before is not None and before != precision.mode and self.run.info.is_main:
+            self.run.log.warning("%s was trained in %s; this run continues in %s (the weights will "
+                                 "differ from an uninterrupted run)", path, before, precision.mode)
+        precision.load_state_dict(saved)
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         """DDP over the process group (gradients averaged in backward), then ``torch.compile``

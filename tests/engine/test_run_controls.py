@@ -193,3 +193,12 @@ def test_a_resumed_run_reports_each_unreadable_file_once(tmp_path):
     assert summary["skipped_items"] == ["item7"]
     assert (part / "skipped.jsonl").read_text() == (full / "skipped.jsonl").read_text()
     assert len((part / "skipped.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_resume_in_another_precision_is_warned_about(tmp_path):
+    train_toy(tmp_path, Schedule.by_steps(3, 2, 3))
+    train_toy(tmp_path, STEPS, resume="auto", amp="fp16")
+    log = (tmp_path / "toy_train.log").read_text()
+    assert "WARNING" in log and "was trained in fp32; this run continues in fp16" in log
+    train_toy(tmp_path, Schedule.by_steps(10, 2, 3), resume="auto", amp="fp16")
+    assert (tmp_path / "toy_train.log").read_text().count("was trained in") == 1  # same mode: quiet
