@@ -73,7 +73,8 @@ def partner(q: int, n: int, rng: np.random.Generator) -> int:
 
 
 class PairBatchSampler(Sampler[list[tuple[int, int, int]]]):
-    """Per-rank batches of ``(first position, second position, patch seed)``; state = the step."""
+    """Per-rank batches of ``(first position, second position, patch seed)``; a pure function of
+    the step, so a resumed run passes its checkpoint's step as ``start_step``."""
 
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  start_step: int = 0, total_steps: int | None = None):
@@ -113,15 +114,6 @@ class PairBatchSampler(Sampler[list[tuple[int, int, int]]]):
         if self.total_steps is None:
             raise TypeError("endless sampler has no length")
         return max(0, self.total_steps - self.step)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step, "seed": self.seed, "n": self.n, "batch_size": self.batch_size,
-                "world_size": self.world_size}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if state["n"] != self.n:
-            raise ValueError(f"sampler state is for {state['n']} photos, this index has {self.n}")
-        self.step = int(state["step"])
 
 
 def photos_with_all_tags(labels: np.ndarray) -> np.ndarray:

@@ -82,12 +82,27 @@ def newest_checkpoint(ckpt_dir: Path, prefix: str) -> Path | None:
     return max(found)[1] if found else None
 
 
+def latest_checkpoint(ckpt_dir: Path, prefix: str) -> Path | None:
+    """The checkpoint ``last.pt`` links (itself if it is a copy), else the newest by name.
+
+    ``last.pt`` is what the run wrote last: after ``--resume-from`` an older checkpoint, the
+    higher-numbered ones of the abandoned continuation are still there but are not the run's.
+    """
+    last = ckpt_dir / "last.pt"
+    if not last.is_file():
+        return newest_checkpoint(ckpt_dir, prefix)
+    for p in sorted(ckpt_dir.glob(f"{prefix}_*.pt")):
+        if checkpoint_order(p, prefix) is not None and os.path.samefile(p, last):
+            return p
+    return last
+
+
 def resolve_resume(choice: str | None, ckpt_dir: Path, prefix: str) -> Path | None:
-    """``auto`` = newest checkpoint in the run (None if none); a path must exist; None = fresh."""
+    """``auto`` = the run's latest checkpoint (None if none); a path must exist; None = fresh."""
     if not choice:
         return None
     if choice == "auto":
-        return newest_checkpoint(ckpt_dir, prefix)
+        return latest_checkpoint(ckpt_dir, prefix)
     path = Path(choice)
     if not path.is_file():
         raise SystemExit(f"--resume: no checkpoint at {path}")
@@ -168,3 +183,19 @@ def check_same_stream(saved: dict | None, now: dict[str, int], source: str) -> N
     if diffs:
         raise CheckpointError(f"{source} continues another data stream ({'; '.join(diffs)}); resume "
                               "with the same index, run.seed and global batch, or start a new run")
+
+
+def check_same_epochs(saved: dict | None, now: dict[str, int], source: str) -> None:
+    """A run resumed within or after an epoch continues at the checkpoint's global step, which
+    maps to the same place in the same epoch only if every figure of ``now`` (images, seed, batch
+    size, ranks, steps per epoch) is unchanged; otherwise part of an epoch would be silently
+    trained twice or skipped. Checkpoints written before these figures were stored have none:
+    they are accepted, as nothing can be checked."""
+    if not saved:
+        return
+    diffs = [f"{key}: checkpoint {saved.get(key)}, now {value}" for key, value in now.items()
+             if saved.get(key) != value]
+    if diffs:
+        raise CheckpointError(f"{source} was written with other epochs ({'; '.join(diffs)}); resume "
+                              "with the same training images, run.seed, batch size and ranks, or "
+                              "start a new run")

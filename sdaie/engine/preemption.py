@@ -57,15 +57,6 @@ class StopRequest:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._local = True
 
-    def request(self) -> None:
-        """Ask for a stop as the signal does (for callers without a signal)."""
-        self._local = True
-
-    @property
-    def requested(self) -> bool:
-        """Whether this process has been asked to stop (not yet agreed with the other ranks)."""
-        return self._local
-
     def due(self) -> bool:
         """Whether every rank stops after the step just finished; call once per step, every rank."""
         if self._group is None:

@@ -4,8 +4,9 @@ A training stage started into a folder that already holds a run would otherwise 
 ``last.pt`` and interleave its logs with the old ones. The rules, in order:
 
 1. A worker group restarted by ``torchrun --max-restarts`` (``TORCHELASTIC_RESTART_COUNT`` > 0)
-   continues the run its first attempt started: it resumes from the newest checkpoint by itself.
-   "Its" run is the one whose launch marker (``launch.json``, written at every start) names the
+   continues the run its first attempt started: it resumes from the run's latest checkpoint by
+   itself (from the launch's ``--resume-from`` checkpoint while the run has saved none since).
+   "Its" run is the one whose launch marker (``launch.json``, written at every first attempt) names the
    same launch: the scheduler's job id when there is one (``SLURM_JOB_ID``) with torchrun's
    rendezvous id, else the rendezvous id with the torchrun agent (host and process id).
 2. An explicit ``--resume`` / ``--resume-from`` / ``run.resume`` continues as asked.
@@ -93,8 +94,9 @@ def read_launch(out: Path) -> dict[str, str | None]:
 def decide_start(out: Path, stage: str, resume: str | None, overwrite: bool,
                  env: Mapping[str, str] | None = None) -> Start:
     """The start of a run into ``out`` by the rules above; raises :class:`RunFolderError`."""
-    if restart_count(env) > 0 and same_launch(read_launch(out), launch_identity(env)):
-        return Start(resume if resume not in (None, "") else "auto", restarted=True)
+    stored = read_launch(out)
+    if restart_count(env) > 0 and same_launch(stored, launch_identity(env)):
+        return Start(restart_resume(out, resume, stored), restarted=True)
     if resume:
         return Start(resume)
     if overwrite:
@@ -116,6 +118,28 @@ def clear_run(out: Path, stage: str) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def last_fingerprint(out: Path) -> str | None:
+    """Identifies the file ``checkpoints/last.pt`` is now (a new checkpoint is a new file)."""
+    try:
+        st = (out / "checkpoints" / "last.pt").stat()
+    except FileNotFoundError:
+        return None
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+
+def restart_resume(out: Path, resume: str | None, stored: Mapping[str, str | None]) -> str:
+    """What a torchrun restart resumes from: the run's latest checkpoint, or the launch's
+    ``--resume-from`` checkpoint while the run has written none since the launch (a launch marker
+    without the ``last`` field, from an older version, keeps the launch's choice)."""
+    if resume in (None, "", "auto"):
+        return "auto"
+    if "last" in stored and last_fingerprint(out) != stored["last"]:
+        return "auto"
+    return resume
+
+
 def mark_launch(out: Path, env: Mapping[str, str] | None = None) -> None:
-    """Record this launch, so that a torchrun restart of it recognises the run as its own."""
-    atomic_write_text(out / LAUNCH_FILE, json.dumps(launch_identity(env), indent=2) + "\n")
+    """Record this launch, so that a torchrun restart of it recognises the run as its own, with
+    the ``last.pt`` it started from, so that a restart can tell whether the run has saved since."""
+    data = {**launch_identity(env), "last": last_fingerprint(out)}
+    atomic_write_text(out / LAUNCH_FILE, json.dumps(data, indent=2) + "\n")

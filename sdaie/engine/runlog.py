@@ -88,15 +88,31 @@ def append_jsonl(path: Path, rows: Sequence[dict]) -> None:
                 fh.write(json.dumps(row) + "\n")
 
 
+def reported_paths(path: Path) -> set[str]:
+    """The files ``skipped.jsonl`` already names (none if it is missing; unreadable lines ignored)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return set()
+    seen = set()
+    for line in lines:
+        try:
+            seen.add(json.loads(line)["path"])
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill mid-write
+            continue
+    return seen
+
+
 class SkipReporter:
     """Unusable files met by any rank: logged and appended to ``skipped.jsonl`` once each, by rank 0.
 
     Every rank must call it at the same points (it gathers across ranks).
     """
 
-    def __init__(self, path: Path, is_main: bool, log: logging.Logger) -> None:
+    def __init__(self, path: Path, is_main: bool, log: logging.Logger, resumed: bool = False) -> None:
         self.path, self.is_main, self.log = path, is_main, log
-        self.seen: set[str] = set()
+        # a resumed run meets again files its earlier part reported: reported once, all in summary
+        self.seen: set[str] = reported_paths(path) if resumed and is_main else set()
 
     def __call__(self, skipped: list[dict]) -> None:
         gathered = [s for part in all_gather_objects(skipped) for s in part]

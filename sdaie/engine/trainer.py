@@ -80,7 +80,8 @@ def run_training(stage: str, cfg: Config, resume_arg: str | None,
         timer = Timer()
         seed_all(cfg.run.seed)  # identical initial weights on every rank
         run = RunContext(stage, cfg, info, out, log, Precision(info.device, amp, tf32),
-                         SkipReporter(out / "skipped.jsonl", info.is_main, log))
+                         SkipReporter(out / "skipped.jsonl", info.is_main, log,
+                                      resumed=start.resume is not None))
         stop = StopRequest(info.distributed)
         try:
             return Trainer(run, build(run), timer, stop).fit(start.resume)
@@ -105,9 +106,26 @@ def agree_start(out: Path, stage: str, resume: str | None, overwrite: bool,
         if decision.overwrite:
             clear_run(out, stage)
         out.mkdir(parents=True, exist_ok=True)
-        mark_launch(out)
+        if not decision.restarted:  # a restart keeps its launch's marker (and its ``last``)
+            mark_launch(out)
     barrier()
     return decision
+
+
+def agree_resume(choice: str | None, ckpt_dir: Path, prefix: str, info: DistInfo) -> Path | None:
+    """Rank 0's checkpoint for ``choice``, on every rank: on a network file system another node
+    may list an older newest checkpoint, and ranks resuming from different steps would hang."""
+    found: tuple[str | None, str | None] = (None, None)  # (path, error)
+    if info.is_main:
+        try:
+            path = resolve_resume(choice, ckpt_dir, prefix)
+            found = (str(path) if path is not None else None, None)
+        except SystemExit as exc:  # an explicit path that does not exist
+            found = (None, str(exc))
+    path, error = all_gather_objects(found)[0]
+    if error is not None:
+        raise SystemExit(error)
+    return Path(path) if path is not None else None
 
 
 @contextmanager
@@ -166,20 +184,30 @@ class Trainer:
     def _resume(self, resume: str | None) -> tuple[int, Path | None]:
         """(last step done, checkpoint resumed from); (0, None) for a fresh run. Sets the progress."""
         unit = self.schedule.unit
-        path = resolve_resume(resume, self.ckpt_dir, unit)
+        path = agree_resume(resume, self.ckpt_dir, unit, self.run.info)
         if path is None:
             self.progress = 0
             return 0, None
         ckpt = self.task.read_checkpoint(path)
         self.task.check_resume(ckpt, str(path))
         restore_training(ckpt, self.task.model, self.task.optimizer, str(path))
-        self.run.precision.load_state_dict(ckpt.get("precision"))
+        self._restore_precision(ckpt.get("precision"), path)
         self.progress = int(ckpt[unit])
         step = int(ckpt.get("global_step", self.schedule.start_step(self.progress)))
         where = (f"{self.schedule.resumed_phrase} {self.progress}" if step ==
                  self.schedule.start_step(self.progress) else f"at step {step}")
         self.run.log.info("resumed from %s %s", path, where)
         return step, path
+
+    def _restore_precision(self, saved: dict[str, Any] | None, path: Path) -> None:
+        """The fp16 loss scale; a warning when the run continues in another precision (with
+        ``amp=auto`` a resume on another GPU generation switches between bf16 and fp16)."""
+        precision = self.run.precision
+        before = (saved or {}).get("mode")
+        if before is not None and before != precision.mode and self.run.info.is_main:
+            self.run.log.warning("%s was trained in %s; this run continues in %s (the weights will "
+                                 "differ from an uninterrupted run)", path, before, precision.mode)
+        precision.load_state_dict(saved)
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         """DDP over the process group (gradients averaged in backward), then ``torch.compile``

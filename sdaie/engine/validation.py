@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
 from sdaie.config import Config
 from sdaie.data.heldout import HeldOutPhotos
 from sdaie.data.labelled import LabelledPatches
-from sdaie.data.loading import collate_skips, seeded_loader
+from sdaie.data.loading import seeded_loader
 from sdaie.data.pairs import PairDataset
 from sdaie.distributed import DistInfo, all_gather_objects
 from sdaie.metrics import detection_metrics, heldout_metrics
@@ -33,8 +33,7 @@ def _score_heldout(model: nn.Module, photos: HeldOutPhotos, cfg: Config, info: D
     mine = list(range(info.rank, len(photos), info.world_size))
     size = 2 * cfg.pretext.batch_size  # photos per forward, as in training
     batches = [mine[i:i + size] for i in range(0, len(mine), size)]
-    loader = DataLoader(photos, batch_sampler=batches, num_workers=cfg.data.workers,
-                        collate_fn=collate_skips)
+    loader = seeded_loader(photos, cfg.data, info.device, cfg.run.seed, 0, batch_sampler=batches)
     n_heads = len(cfg.schema.heads)
     outs: list[list[torch.Tensor]] = [[] for _ in range(n_heads)]
     labels, positions, skipped = [], [], []
@@ -75,13 +74,20 @@ def validate_heldout(model: nn.Module, dataset: PairDataset, cfg: Config, info: 
     return heldout_metrics(merged, torch.cat([p[1] for p in parts])[order], heads), skipped
 
 
+def validation_ids(n: int, limit: int) -> list[int]:
+    """All of ``n`` images (``limit`` <= 0 or >= n), else ``limit`` evenly spaced over them: the
+    listing is sorted by folder, so its first images would all be real (``0_real`` first)."""
+    if limit <= 0 or limit >= n:
+        return list(range(n))
+    return [i * n // limit for i in range(limit)]
+
+
 @torch.no_grad()
 def quick_validation(detector: nn.Module, dataset: LabelledPatches, cfg: Config, info: DistInfo,
                      autocast: Autocast) -> dict[str, float]:
     """p(fake) on ``data.patches`` random patches per image (fixed seeds), gathered over ranks."""
-    n = len(dataset)
-    limit = cfg.binary.val_batches * cfg.binary.batch_size if cfg.binary.val_batches > 0 else n
-    ids = list(range(min(n, limit)))[info.rank::info.world_size]
+    ids = validation_ids(len(dataset), cfg.binary.val_batches * cfg.binary.batch_size)
+    ids = ids[info.rank::info.world_size]
     detector.eval()
     scores, labels = [], []
     loader = seeded_loader(Subset(dataset, ids), cfg.data, info.device, cfg.run.seed, 0,

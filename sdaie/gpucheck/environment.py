@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sdaie.gpucheck.plan import Plan
+from sdaie.gpucheck.plan import Plan, usable_cores
 from sdaie.gpucheck.report import Section
 from sdaie.runinfo import environment_info
 
@@ -22,13 +21,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return environment_info().get("processor") or "unknown"
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _nccl() -> str:

@@ -76,7 +76,7 @@ def loader_rate(index: PhotoIndex, source: str, decoder: str, workers: int, plan
     n = len(index)
     dataset = PairDataset(index, np.arange(n), n_patches=16, patch_size=64, source=source,
                           decoder=decoder)
-    sampler = PairBatchSampler(n, LOADER_PAIRS, seed=0, total_steps=10_000)
+    sampler = PairBatchSampler(n, LOADER_PAIRS, seed=0)  # endless: a fast node outruns any cap
     loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                              collate_fn=collate_skips, prefetch_factor=2 if workers else None))
     next(loader)

@@ -41,9 +41,17 @@ class Plan:
         return 2 * self.pairs
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. a scheduler's share of the node)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def make_plan(cpu: bool, device: torch.device) -> Plan:
     """The paper's sizes on ``device``; ``cpu``: tiny sizes on the CPU (the same code paths)."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if not cpu:
         per_gpu = max(1, cores // max(1, torch.cuda.device_count()))
         workers = tuple(sorted({0, *[k for k in (2, 4, 8, 16) if k <= per_gpu]}))

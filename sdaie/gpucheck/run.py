@@ -12,10 +12,10 @@ import torch
 from sdaie.device import resolve_device
 from sdaie.gpucheck.correctness import check_correctness
 from sdaie.gpucheck.ddp import check_ddp
-from sdaie.gpucheck.environment import check_environment, usable_cores
+from sdaie.gpucheck.environment import check_environment
 from sdaie.gpucheck.loader import check_loader
 from sdaie.gpucheck.pipeline import check_pipeline
-from sdaie.gpucheck.plan import Plan, make_plan
+from sdaie.gpucheck.plan import Plan, make_plan, usable_cores
 from sdaie.gpucheck.report import TITLES, Section, skipped
 from sdaie.gpucheck.throughput import check_throughput
 

@@ -33,7 +33,7 @@ from sdaie.data.labelled import LabelledPatches
 from sdaie.data.loading import EpochBatches, seeded_loader
 from sdaie.data.transforms import AugmentConfig
 from sdaie.data.walk import ignored_text
-from sdaie.engine.checkpointing import check_resumable
+from sdaie.engine.checkpointing import check_resumable, check_same_epochs
 from sdaie.engine.schedule import Schedule
 from sdaie.engine.task import Interval, RunContext, StepOutput, TrainingTask
 from sdaie.engine.trainer import run_training
@@ -88,11 +88,18 @@ class BinaryTask(TrainingTask):
     def forward_module(self) -> nn.Module:
         return WithTaps(self.model)
 
+    def epochs(self) -> dict[str, int]:
+        """What places a global step within an epoch's batches (checked when resuming)."""
+        return {"images": len(self.train_set), "seed": self.cfg.run.seed,
+                "batch_size": self.bc.batch_size, "world_size": self.run.info.world_size,
+                "steps_per_epoch": self.steps_per_epoch}
+
     def check_resume(self, ckpt: dict, source: str) -> None:
         check_resumable(ckpt, self.kind, "epoch", self.model.trainable_extractor.cfg, None, source)
+        check_same_epochs(ckpt.get("epochs"), self.epochs(), source)
 
     def checkpoint_extra(self, progress: int) -> dict[str, Any]:
-        return {"pretext_checkpoint": str(self.bc.pretext_checkpoint)}
+        return {"pretext_checkpoint": str(self.bc.pretext_checkpoint), "epochs": self.epochs()}
 
     def run_facts(self) -> dict[str, Any]:
         return {"train_images": len(self.train_set), "unlabelled": len(self.train_set.files.unlabelled),

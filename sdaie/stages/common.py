@@ -109,6 +109,13 @@ def _fail(prog: str, message: str) -> StageExit:
     return StageExit(message)
 
 
+def decides_start() -> bool:
+    """Whether this process makes the run-folder pre-check: a plain process or torchrun's rank 0.
+    Other ranks follow rank 0's decision in the engine; on other nodes a restart would not even
+    recognise its own launch (the marker names rank 0's torchrun agent)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 def stage_main(name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Parse, load and check (no torch yet), then run the stage; see the module docstring."""
     parser = stage_parser(name, prog)
@@ -118,7 +125,7 @@ def stage_main(name: str, argv: Sequence[str] | None = None, prog: str | None = 
         STAGES[name].check(cfg, args)
     except ConfigError as exc:
         raise _fail(parser.prog, f"config error: {exc}") from None
-    if STAGES[name].resume:
+    if STAGES[name].resume and decides_start():
         try:  # the engine decides again on rank 0 before writing; this says it before torch loads
             decide_start(Path(cfg.run.out_dir), name, args.resume or cfg.run.resume or None,
                          args.overwrite)

@@ -15,10 +15,13 @@ import signal
 import pytest
 import torch
 
+from sdaie.distributed import DistInfo
+from sdaie.engine import trainer
 from sdaie.engine.checkpointing import CheckpointWriteError
 from sdaie.engine.preemption import Preempted
-from sdaie.engine.runfolder import LAUNCH_FILE, RunFolderError
+from sdaie.engine.runfolder import LAUNCH_FILE, RunFolderError, Start, decide_start, mark_launch
 from sdaie.engine.schedule import Schedule
+from sdaie.engine.trainer import agree_resume
 from support.toy_training import rows, toy_state, train_toy
 
 STEPS = Schedule.by_steps(8, log_every=2, ckpt_every=3)
@@ -127,3 +130,75 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
     assert ckpts == ["last.pt", "step_00000003.pt"]  # no partial file, no temporary left behind
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
     assert (tmp_path / LAUNCH_FILE).is_file()
+
+
+CKPT3, CKPT6, CKPT8 = "step_00000003.pt", "step_00000006.pt", "step_00000008.pt"
+
+
+def test_resume_continues_from_last_pt_not_from_an_abandoned_later_checkpoint(tmp_path):
+    """``--resume-from step_3`` to step 6 abandons step 8; ``--resume`` then continues at 6."""
+    ckpts = tmp_path / "checkpoints"
+    train_toy(tmp_path, STEPS)
+    train_toy(tmp_path, Schedule.by_steps(6, 2, 3), resume=str(ckpts / CKPT3))
+    assert (ckpts / CKPT8).is_file()  # still there, newer by number than the run's step 6
+    summary, task = train_toy(tmp_path, STEPS, resume="auto")
+    assert task.steps_done == 2 and summary["steps"] == 8
+    assert f"resumed from {ckpts / CKPT6} at step 6" in (tmp_path / "toy_train.log").read_text()
+
+
+def test_a_torchrun_restart_of_a_resume_from_launch_keeps_what_it_saved_since(tmp_path, monkeypatch):
+    source, run = tmp_path / "source", tmp_path / "run"
+    train_toy(source, STEPS)
+    x = str(source / "checkpoints" / CKPT3)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    train_toy(run, Schedule.by_steps(6, 2, 3), resume=x)  # first attempt, "killed" after step 6
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    summary, task = train_toy(run, STEPS, resume=x)  # same command line
+    assert task.steps_done == 2 and summary["steps"] == 8  # from its own step 6, not from x
+    assert f"resumed from {run / 'checkpoints' / CKPT6}" in (run / "toy_train.log").read_text()
+
+
+def test_a_restart_before_the_launch_saved_goes_back_to_its_resume_from(tmp_path):
+    """Not to the folder's newest checkpoint, which belongs to the run the launch abandoned."""
+    train_toy(tmp_path, STEPS)
+    env = {"TORCHELASTIC_RUN_ID": "job-a", "TORCHELASTIC_RESTART_COUNT": "0"}
+    x = str(tmp_path / "checkpoints" / CKPT3)
+    mark_launch(tmp_path, env)  # what the launch wrote before it was killed
+    restart = decide_start(tmp_path, "toy_train", x, False, {**env, "TORCHELASTIC_RESTART_COUNT": "1"})
+    assert restart == Start(x, restarted=True)
+
+
+def test_every_rank_resumes_from_the_checkpoint_rank_0_found(tmp_path, monkeypatch):
+    """Another node may list an older newest checkpoint: ranks take rank 0's concrete path."""
+    train_toy(tmp_path, STEPS)
+    ckpts = tmp_path / "checkpoints"
+    assert agree_resume("auto", ckpts, "step", DistInfo()) == ckpts / CKPT8
+    assert agree_resume(None, ckpts, "step", DistInfo()) is None
+    monkeypatch.setattr(trainer, "all_gather_objects", lambda mine: [(str(ckpts / CKPT8), None), mine])
+    rank1 = DistInfo(rank=1, world_size=2)
+    assert agree_resume("auto", tmp_path / "sees_nothing", "step", rank1) == ckpts / CKPT8
+    monkeypatch.setattr(trainer, "all_gather_objects", lambda mine: [(None, "--resume: no x"), mine])
+    with pytest.raises(SystemExit, match="no x"):
+        agree_resume(str(ckpts / CKPT8), ckpts, "step", rank1)
+
+
+def test_a_resumed_run_reports_each_unreadable_file_once(tmp_path):
+    """Item 7 is met at steps 2, 4 and 7: before and after a stop at step 4."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    train_toy(full, STEPS)
+    with pytest.raises(Preempted):
+        train_toy(part, STEPS, signal_at=4)
+    summary, _ = train_toy(part, STEPS, resume="auto")
+    assert summary["skipped_items"] == ["item7"]
+    assert (part / "skipped.jsonl").read_text() == (full / "skipped.jsonl").read_text()
+    assert len((part / "skipped.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_resume_in_another_precision_is_warned_about(tmp_path):
+    train_toy(tmp_path, Schedule.by_steps(3, 2, 3))
+    train_toy(tmp_path, STEPS, resume="auto", amp="fp16")
+    log = (tmp_path / "toy_train.log").read_text()
+    assert "WARNING" in log and "was trained in fp32; this run continues in fp16" in log
+    train_toy(tmp_path, Schedule.by_steps(10, 2, 3), resume="auto", amp="fp16")
+    assert (tmp_path / "toy_train.log").read_text().count("was trained in") == 1  # same mode: quiet

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -122,3 +123,33 @@ def test_markdown_tables_and_sections():
     md = markdown({"mode": "cpu", "verdict": "all checks passed", "seconds": 3.0, "command": "c"},
                   [Section("k", "Title", "skipped", "skipped: no CUDA", notes=["n"])])
     assert "## Title\n\n**skipped** (0.0 s): skipped: no CUDA\n\n- n\n" in md
+
+
+class _Items(torch.utils.data.Dataset):
+    """Stands in for PairDataset: a batch item costs nothing, so the loop runs as on a big node."""
+
+    def __init__(self, index, positions, **kw):
+        pass
+
+    def __getitem__(self, item):
+        return torch.zeros(1), []
+
+
+def test_the_loader_timing_outruns_any_step_cap(monkeypatch):
+    """A node that loads more than 10,000 batches in the time budget must not stop the check."""
+    from sdaie.gpucheck import loader
+
+    clock = iter(range(1_000_000))  # 1 s per read: the loop runs while under budget_s reads
+    monkeypatch.setattr(loader, "PairDataset", _Items)
+    monkeypatch.setattr(loader, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    rate = loader.loader_rate([0] * 4, "jpeg", "pil", 0, None, budget_s=12_000)
+    assert rate == pytest.approx(2 * loader.LOADER_PAIRS, rel=1e-3)
+
+
+def test_the_plan_counts_the_cores_this_process_may_use(monkeypatch):
+    from sdaie.gpucheck import plan
+
+    monkeypatch.setattr(plan.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(plan.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert plan.make_plan(False, torch.device("cuda")).workers == (0, 2)

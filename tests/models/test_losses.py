@@ -8,6 +8,7 @@ from sdaie.config import HeadConfig
 from sdaie.models.losses import (
     binary_loss,
     fidelity,
+    official_probit_bce,
     pretext_loss,
     probit_bce,
     rank_loss_term,
@@ -155,3 +156,18 @@ def test_rank_loss_names():
                                rank_loss_term(s, -s, y, y, kind="exact"))
     with pytest.raises(ValueError, match="exact.*official.*fidelity"):
         rank_loss_term(s, -s, y, y, kind="probit")
+
+
+def test_official_rank_loss_builds_no_tensor_from_host_data_and_keeps_its_values(monkeypatch):
+    """A ``torch.tensor([2.0], device=...)`` per head per step is a blocking host-to-device copy;
+    its on-device replacement must give the same float32 bits."""
+    d = torch.linspace(-9.0, 9.0, 401, dtype=torch.float64)
+    t = (torch.arange(401) % 2).to(torch.float32)
+    sqrt2 = torch.sqrt(torch.tensor([2.0], dtype=torch.float32))  # the formula as it was
+    before = F.binary_cross_entropy(0.5 * (1 + torch.erf(d.to(torch.float32) / sqrt2)), t,
+                                    reduction="none")
+    made = []
+    real_tensor = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(a) or real_tensor(*a, **k))
+    now = official_probit_bce(d, t)
+    assert made == [] and now.dtype == torch.float32 and torch.equal(now, before)

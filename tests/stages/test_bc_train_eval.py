@@ -1,10 +1,11 @@
 import csv
+import json
 
 import pytest
 import torch
 
 from sdaie.models import load_checkpoint
-from sdaie.stages import bc_train
+from sdaie.stages import bc_train, common
 
 from .conftest import TINY
 
@@ -68,3 +69,37 @@ def test_resume_from_a_pretext_checkpoint_is_refused(tiny_world, pretext_ckpt, t
     with pytest.raises(SystemExit, match="checkpoint error: .*pretext checkpoint; this run continues binary"):
         bc_train.main(_train_args(tiny_world, pretext_ckpt, tmp_path / "bc",
                                   f"--resume-from={pretext_ckpt}"))
+
+
+def test_resume_with_another_batch_size_is_refused_by_name(tiny_world, pretext_ckpt, tmp_path):
+    """The global step of the checkpoint would fall elsewhere in epochs of another length."""
+    out = tmp_path / "bc"
+    assert bc_train.main(_train_args(tiny_world, pretext_ckpt, out, "binary.epochs=1")) == 0
+    with pytest.raises(SystemExit) as caught:
+        bc_train.main(_train_args(tiny_world, pretext_ckpt, out, "binary.epochs=2",
+                                  "binary.batch_size=4", "--resume"))
+    message = str(caught.value)
+    assert message.startswith("checkpoint error: ") and "\n" not in message
+    assert "batch_size: checkpoint 8, now 4" in message and "steps_per_epoch" in message
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1  # nothing trained
+
+
+def test_a_restart_on_another_node_is_not_refused_before_the_engine(tiny_world, pretext_ckpt,
+                                                                      tmp_path, monkeypatch):
+    """Without SLURM a launch is recognised by rank 0's torchrun agent, which other nodes are not:
+    only rank 0 pre-checks the folder; the other ranks follow the engine's rank-0 decision."""
+    out = tmp_path / "bc"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "train_log.csv").write_text("step\n1\n")  # the folder holds the run
+    (out / "launch.json").write_text(json.dumps({"slurm_job": None, "rdzv_id": "job-a",
+                                                 "agent": "node-0:4242"}))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    ran = []
+    monkeypatch.setattr(common, "run_stage", lambda prog, cfg, args, run: ran.append(prog) or 0)
+    monkeypatch.setenv("RANK", "1")
+    assert bc_train.main(_train_args(tiny_world, pretext_ckpt, out)) == 0 and len(ran) == 1
+    monkeypatch.setenv("RANK", "0")  # rank 0 still checks (here: not its launch, so refused)
+    with pytest.raises(SystemExit, match="already holds a run"):
+        bc_train.main(_train_args(tiny_world, pretext_ckpt, out))
