@@ -41,6 +41,7 @@ from sdaie.oneclass.gmm import OneClassGMM
 from sdaie.reports import UNLABELLED, write_report
 from sdaie.runinfo import write_run_info
 from sdaie.scoring import (
+    NOT_CACHED,
     BinaryScorer,
     Decision,
     FeatureCache,
@@ -184,6 +185,7 @@ class CachedFeatures:
         known = self.cache.known(pert, self.max_patches)
         todo = [p for p, h in zip(paths, hashes) if not h or h not in known]
         fresh: dict[str, Known] = {}
+        redo: set[str] = set()  # skipped for a non-finite result: not cached, tried again
         if todo:
             tiling = Tiling(self.extractor.patch_size, self.max_patches, pert, self.protocol)
             label_of = dict(zip(map(str, paths), labels))
@@ -191,12 +193,15 @@ class CachedFeatures:
                                    tiling, CLEAN, self.batch_patches, self.device,
                                    strict=self.strict, progress=True, desc=f"{name} {pert.spec}")
             fresh = known_by_path(todo, new)
+            redo = {s["path"] for s in new.skipped if s.get(NOT_CACHED)}
         if len(todo) < len(paths):
             self.log.info("%s (%s): %d of %d images' features from the cache (same content)",
                           name, pert.spec, len(paths) - len(todo), len(paths))
         entries = [fresh.get(str(p)) or known[h] for p, h in zip(paths, hashes)]
         fs = _assemble(paths, labels, entries, self.extractor.feature_dim)
-        self.cache.save(name, pert, self.max_patches, paths, fs, hashes)
+        # no hash for those files: neither the set nor their content is served from the cache
+        self.cache.save(name, pert, self.max_patches, paths, fs,
+                        ["" if str(p) in redo else h for p, h in zip(paths, hashes)])
         return fs
 
 

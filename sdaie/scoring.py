@@ -237,6 +237,9 @@ class FeatureScorer:
 # ---------------------------------------------------------------------------------------------
 
 
+NOT_CACHED = "not_cached"  # key of a skipped entry whose reason may not hold on a re-run
+
+
 @dataclass
 class ScoredFiles:
     """Results of the readable files among those asked for; the others listed with the reason."""
@@ -250,17 +253,24 @@ def score_files(scorer: Scorer, paths: Sequence[Path | str], patcher: Patcher,
                 strict: bool = False, progress: bool = True, desc: str = "",
                 batch_patches: int = 1024) -> ScoredFiles:
     """Load, tile and score each file; an undecodable one is skipped and reported (``strict``
-    raises :class:`ImageLoadError` instead). Consecutive images with the same patch count are
-    scored together, at most ``batch_patches`` patches per forward (module docstring)."""
+    raises :class:`ImageLoadError` instead), and so is one whose result has a
+    :meth:`ImageScore.problem` (marked ``NOT_CACHED``: a non-finite number must neither enter
+    the metrics nor be remembered as the file's result). Consecutive images with the same patch
+    count are scored together, at most ``batch_patches`` patches per forward (module docstring)."""
     results, kept, skipped = [], [], []
     pending: list[tuple[int, torch.Tensor]] = []
 
     def flush() -> None:
-        results.extend(score_batch(scorer, [p for _, p in pending]))
-        kept.extend(i for i, _ in pending)
+        for (i, _), r in zip(pending, score_batch(scorer, [p for _, p in pending])):
+            if (problem := r.problem()) is not None:
+                skipped.append({"path": str(paths[i]), "reason": problem, NOT_CACHED: True})
+                continue
+            results.append(r)
+            kept.append(i)
         pending.clear()
 
-    for i, path in enumerate(tqdm(list(paths), desc=desc, disable=not progress, leave=False)):
+    paths = list(paths)
+    for i, path in enumerate(tqdm(paths, desc=desc, disable=not progress, leave=False)):
         try:
             img = load_image(path)
         except ImageLoadError as exc:
