@@ -79,3 +79,13 @@ def test_overlap_scores_against_sklearn():
     empty = np.zeros((4, 4), bool)
     assert overlap_scores(empty, empty) == (1.0, 1.0)
     assert overlap_scores(~empty, empty) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("score", [[np.inf, np.inf, 0.2, 0.9], [-np.inf, -np.inf, 0.2, -np.inf],
+                                   [np.inf, -np.inf, np.inf, -np.inf]])
+def test_ties_at_infinity_are_ties(score):
+    y = np.array([1, 0, 1, 0])
+    s = np.array(score)
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert average_precision(y, s) == pytest.approx(average_precision_score(y, s))
+    assert roc_auc([1, 0], [np.inf, np.inf]) == 0.5
