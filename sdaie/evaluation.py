@@ -174,10 +174,23 @@ class CachedFeatures:
     strict: bool
     log: logging.Logger
     protocol: str = "spec"
+    _hashes: dict[tuple[str, int, int], str] = field(default_factory=dict, init=False, repr=False)
+
+    def content_hash(self, path: Path) -> str:
+        """:func:`_content_hash`, read once per run for a file whose size and mtime are unchanged
+        (every perturbation and every set sharing the file would otherwise read it again)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return ""
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = _content_hash(path)
+        return self._hashes[key]
 
     def __call__(self, name: str, paths: Sequence[Path], labels: Sequence[int],
                  pert: Perturbation) -> FeatureSet:
-        hashes = [_content_hash(p) for p in paths]
+        hashes = [self.content_hash(Path(p)) for p in paths]
         fs = self.cache.load(name, pert, self.max_patches, paths, hashes)
         if fs is not None:
             self.log.info("features of %s (%s) from the cache", name, pert.spec)
