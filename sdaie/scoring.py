@@ -375,10 +375,11 @@ class FeatureCache:
 
     def known(self, perturbation: Perturbation, cap: int) -> dict[str, Known]:
         """Content hash -> what is known of that content under (perturbation, cap), from every
-        cached set file (read once per process) and what this process saved since."""
+        cached set file and what this process saved since. Only the latest (perturbation, cap)
+        is held: evaluation never returns to an earlier one, and each holds every set's features."""
         key = (perturbation.tag, cap)
         if key not in self._known:
-            self._known[key] = {}
+            self._known = {key: {}}
             for path in sorted(self.dir.glob(f"*__{perturbation.tag}__cap{cap}{self.suffix}.npz")):
                 try:
                     with np.load(path, allow_pickle=False) as z:
