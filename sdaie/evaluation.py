@@ -32,7 +32,7 @@ from sdaie.atomic import atomic_savez
 from sdaie.config import Config
 from sdaie.data.official import binary_set_files, one_class_set_files
 from sdaie.data.testsets import LabelledFiles, TestSet, list_labelled
-from sdaie.data.transforms import CLEAN, Perturbation
+from sdaie.data.transforms import Perturbation
 from sdaie.data.walk import ignored_text
 from sdaie.engine.runlog import Timer, append_jsonl, setup_logging, write_json
 from sdaie.hashing import file_hash
@@ -203,7 +203,7 @@ class CachedFeatures:
             tiling = Tiling(self.extractor.patch_size, self.max_patches, pert, self.protocol)
             label_of = dict(zip(map(str, paths), labels))
             new = extract_features(self.extractor, todo, [label_of[str(p)] for p in todo],
-                                   tiling, CLEAN, self.batch_patches, self.device,
+                                   tiling, self.batch_patches, self.device,
                                    strict=self.strict, progress=True, desc=f"{name} {pert.spec}")
             fresh = known_by_path(todo, new)
             redo = {s["path"] for s in new.skipped if s.get(NOT_CACHED)}

@@ -300,14 +300,14 @@ class FeatureSet:
 
 
 def extract_features(extractor: nn.Module, paths: Sequence[Path], labels: Sequence[int],
-                     patcher: Patcher, perturbation: Perturbation = CLEAN,
-                     batch_patches: int = 1024, device: torch.device | str = "cpu",
-                     strict: bool = False, progress: bool = False, desc: str = "") -> FeatureSet:
-    """Perturb each readable file, tile it with ``patcher(img) -> [N,3,P,P]`` and embed it."""
+                     patcher: Patcher, batch_patches: int = 1024,
+                     device: torch.device | str = "cpu", strict: bool = False,
+                     progress: bool = False, desc: str = "") -> FeatureSet:
+    """Tile each readable file with ``patcher(img) -> [N,3,P,P]`` and embed it (a perturbation
+    belongs in the patcher, e.g. :class:`Tiling`, which applies it as the protocol says)."""
     paths = list(paths)
     scorer = FeatureScorer(extractor, batch_patches, device)
-    done = score_files(scorer, paths, lambda img: patcher(perturbation(img)), strict, progress,
-                       desc, batch_patches)
+    done = score_files(scorer, paths, patcher, strict, progress, desc, batch_patches)
     feats = [r.feature for r in done.results]
     dim = feats[0].shape[0] if feats else 0
     return FeatureSet(np.stack(feats) if feats else np.zeros((0, dim), np.float32),

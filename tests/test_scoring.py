@@ -305,3 +305,14 @@ def test_each_file_is_hashed_once_per_run_and_one_perturbation_is_held(tmp_path,
                                                                             fs.features))
             assert list(cache._known) in ([], [(pert.tag, 100)])  # the earlier one let go
         assert sorted(hashed) == sorted(map(str, files)), run
+
+
+def test_extract_features_takes_the_perturbation_only_through_the_patcher(tmp_path, extractor):
+    """A perturbation applied outside the tiling would ignore the protocol's resize rounding."""
+    files = _files(tmp_path, [(32, 32)])
+    with pytest.raises(TypeError):
+        extract_features(extractor, files, [0], Tiling(16, 100), perturbation=CLEAN)
+    blur = parse_perturbation("blur=1")
+    fs = extract_features(extractor, files, [0], Tiling(16, 100, blur))
+    ref = FeatureScorer(extractor)(Tiling(16, 100, blur)(Image.open(files[0]).convert("RGB")))
+    np.testing.assert_array_equal(fs.features[0], ref.feature)
