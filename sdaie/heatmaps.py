@@ -38,6 +38,11 @@ class Region:
     def as_dict(self) -> dict[str, object]:
         return {"box": list(self.box), "patches": self.patches, "peak": self.peak}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Region:
+        """Back from :meth:`as_dict` (a result row's regions, so they are not computed again)."""
+        return cls(tuple(int(v) for v in d["box"]), int(d["patches"]), float(d["peak"]))
+
 
 @dataclass
 class PatchMap:
