@@ -243,9 +243,8 @@ class HeatmapFiles:
     inputs' common folder, plus ``.heatmap.png`` / ``.heatmap.npz``), and the sink that writes
     them as rows are scored."""
 
-    def __init__(self, out: str | Path, paths: Sequence[str], min_region: int) -> None:
+    def __init__(self, out: str | Path, paths: Sequence[str]) -> None:
         self.out = Path(out)
-        self.min_region = min_region
         parents = [str(Path(p).resolve().parent) for p in paths]
         self.root = Path(os.path.commonpath(parents)) if parents else Path(".")
 
@@ -255,11 +254,12 @@ class HeatmapFiles:
 
     def __call__(self, img: Any, row: dict[str, Any]) -> None:
         # reason: the overlay renderer imports torch through the heatmap module
+        from sdaie.heatmaps import Region
         from sdaie.overlay import write_heatmap
 
         png, npz = self.files(row["path"])
-        pm = row["heatmap"]
-        write_heatmap(img, pm, pm.regions(self.min_region), png, npz, image=row["path"],
+        regions = [Region.from_dict(d) for d in row["regions"]]  # the row's: found once
+        write_heatmap(img, row["heatmap"], regions, png, npz, image=row["path"],
                       image_label=row["label"], patch_share=row["patch_share"])
         row["heatmap_png"], row["heatmap_npz"] = str(png), str(npz)
 
@@ -275,8 +275,7 @@ def _heatmaps(det: Any, args: argparse.Namespace, targets: Sequence[Any]) -> tup
         request = det.map_spec(args.stride, args.context, args.window, args.min_region)
     except ValueError as exc:
         raise SetupError(f"--heatmap: {exc}") from None
-    files = HeatmapFiles(args.heatmap, [t.path for t in targets if not t.error],
-                         args.min_region)
+    files = HeatmapFiles(args.heatmap, [t.path for t in targets if not t.error])
     return request, files
 
 

@@ -32,7 +32,7 @@ from sdaie.atomic import atomic_savez
 from sdaie.config import Config
 from sdaie.data.official import binary_set_files, one_class_set_files
 from sdaie.data.testsets import LabelledFiles, TestSet, list_labelled
-from sdaie.data.transforms import CLEAN, Perturbation
+from sdaie.data.transforms import Perturbation
 from sdaie.data.walk import ignored_text
 from sdaie.engine.runlog import Timer, append_jsonl, setup_logging, write_json
 from sdaie.hashing import file_hash
@@ -41,6 +41,7 @@ from sdaie.oneclass.gmm import OneClassGMM
 from sdaie.reports import UNLABELLED, write_report
 from sdaie.runinfo import write_run_info
 from sdaie.scoring import (
+    NOT_CACHED,
     BinaryScorer,
     Decision,
     FeatureCache,
@@ -173,10 +174,23 @@ class CachedFeatures:
     strict: bool
     log: logging.Logger
     protocol: str = "spec"
+    _hashes: dict[tuple[str, int, int], str] = field(default_factory=dict, init=False, repr=False)
+
+    def content_hash(self, path: Path) -> str:
+        """:func:`_content_hash`, read once per run for a file whose size and mtime are unchanged
+        (every perturbation and every set sharing the file would otherwise read it again)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return ""
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = _content_hash(path)
+        return self._hashes[key]
 
     def __call__(self, name: str, paths: Sequence[Path], labels: Sequence[int],
                  pert: Perturbation) -> FeatureSet:
-        hashes = [_content_hash(p) for p in paths]
+        hashes = [self.content_hash(Path(p)) for p in paths]
         fs = self.cache.load(name, pert, self.max_patches, paths, hashes)
         if fs is not None:
             self.log.info("features of %s (%s) from the cache", name, pert.spec)
@@ -184,19 +198,23 @@ class CachedFeatures:
         known = self.cache.known(pert, self.max_patches)
         todo = [p for p, h in zip(paths, hashes) if not h or h not in known]
         fresh: dict[str, Known] = {}
+        redo: set[str] = set()  # skipped for a non-finite result: not cached, tried again
         if todo:
             tiling = Tiling(self.extractor.patch_size, self.max_patches, pert, self.protocol)
             label_of = dict(zip(map(str, paths), labels))
             new = extract_features(self.extractor, todo, [label_of[str(p)] for p in todo],
-                                   tiling, CLEAN, self.batch_patches, self.device,
+                                   tiling, self.batch_patches, self.device,
                                    strict=self.strict, progress=True, desc=f"{name} {pert.spec}")
             fresh = known_by_path(todo, new)
+            redo = {s["path"] for s in new.skipped if s.get(NOT_CACHED)}
         if len(todo) < len(paths):
             self.log.info("%s (%s): %d of %d images' features from the cache (same content)",
                           name, pert.spec, len(paths) - len(todo), len(paths))
         entries = [fresh.get(str(p)) or known[h] for p, h in zip(paths, hashes)]
         fs = _assemble(paths, labels, entries, self.extractor.feature_dim)
-        self.cache.save(name, pert, self.max_patches, paths, fs, hashes)
+        # no hash for those files: neither the set nor their content is served from the cache
+        self.cache.save(name, pert, self.max_patches, paths, fs,
+                        ["" if str(p) in redo else h for p, h in zip(paths, hashes)])
         return fs
 
 

@@ -3,7 +3,8 @@
 A patch score is the detector's own score computed from that patch (with the context chosen in
 :mod:`sdaie.models.patchwise`): p(fake) for the binary detector, the GMM log-likelihood for the
 one-class detector. A patch is *flagged* when its score is on the fake side of the detector's
-threshold (the rule of :class:`sdaie.scoring.Decision`). Connected flagged patches (8-neighbour
+threshold (the rule of :class:`sdaie.scoring.Decision`) and lies mostly in the image (padding
+cells of the "official" layout never are). Connected flagged patches (8-neighbour
 adjacency on the lattice) form a *region*, reported as the bounding box of its patches, clipped
 to the image. An image with a region whose flagged patches are under ``partial_share`` of its
 patches is "partly generated": evidence of a local change, not of a whole generated image.
@@ -37,10 +38,19 @@ class Region:
     def as_dict(self) -> dict[str, object]:
         return {"box": list(self.box), "patches": self.patches, "peak": self.peak}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Region:
+        """Back from :meth:`as_dict` (a result row's regions, so they are not computed again)."""
+        return cls(tuple(int(v) for v in d["box"]), int(d["patches"]), float(d["peak"]))
+
 
 @dataclass
 class PatchMap:
-    """Scores ``[rows, cols]`` of the lattice ``grid`` (NaN: a patch that gave no finite score)."""
+    """Scores ``[rows, cols]`` of the lattice ``grid`` (NaN: a patch that gave no finite score).
+
+    ``valid`` marks the cells lying mostly in the image (:meth:`PatchGrid.valid_cells`, the
+    default); the others (official-layout padding) are never flagged nor counted in the share.
+    """
 
     scores: np.ndarray
     grid: PatchGrid
@@ -49,19 +59,27 @@ class PatchMap:
     window: int
     threshold: float
     fake_when_higher: bool
+    valid: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.valid = self.grid.valid_cells() if self.valid is None else np.asarray(self.valid, bool)
+        if self.valid.shape != self.scores.shape:
+            raise ValueError(f"valid mask {self.valid.shape} != scores {self.scores.shape}")
 
     def fake_scores(self) -> np.ndarray:
         """Scores turned so that higher means more likely generated."""
         return self.scores if self.fake_when_higher else -self.scores
 
     def flagged(self) -> np.ndarray:
-        """Patches on the fake side of the threshold (a NaN one-class score counts as flagged, as
-        the image rule counts it; a NaN p_fake does not)."""
+        """Valid patches on the fake side of the threshold (a NaN one-class score counts as
+        flagged, as the image rule counts it; a NaN p_fake does not)."""
         above = self.scores > self.threshold
-        return above if self.fake_when_higher else ~above
+        return (above if self.fake_when_higher else ~above) & self.valid
 
     def share_flagged(self) -> float:
-        return float(self.flagged().mean()) if self.scores.size else math.nan
+        """Flagged share of the valid patches (NaN when there is none)."""
+        n = int(self.valid.sum())
+        return float(self.flagged().sum() / n) if n else math.nan
 
     def regions(self, min_patches: int = 1) -> list[Region]:
         """Connected flagged patches with at least ``min_patches`` patches, largest first."""
@@ -85,12 +103,12 @@ class PatchMap:
         return pixel_mean(self.scores, self.grid)
 
     def save(self, path: str | Path, **meta: object) -> Path:
-        """``.npz`` (no pickle): scores, boxes, stride, detector and the rest as JSON header."""
+        """``.npz`` (no pickle): scores, validity mask, boxes, stride, detector; the rest as JSON."""
         header = {"format": FORMAT, "version": VERSION, "detector": self.detector,
                   "context": self.context, "window": self.window,
                   "threshold": self.threshold, "fake_when_higher": self.fake_when_higher,
                   "grid": asdict(self.grid), **meta}
-        return atomic_savez(path, scores=self.scores, boxes=self.grid.boxes(),
+        return atomic_savez(path, scores=self.scores, valid=self.valid, boxes=self.grid.boxes(),
                             stride=np.int64(self.grid.stride), patch_size=np.int64(self.grid.size),
                             detector=np.array(self.detector), threshold=np.float64(self.threshold),
                             header=np.array(json.dumps(header, default=str)))
@@ -101,13 +119,14 @@ def load_patch_map(path: str | Path) -> tuple[PatchMap, dict]:
     with np.load(path, allow_pickle=False) as z:
         header = json.loads(str(z["header"]))
         scores = z["scores"]
+        valid = z["valid"] if "valid" in z.files else np.ones(scores.shape, bool)  # pre-mask file
     if header.get("format") != FORMAT:
         raise ValueError(f"{path}: not an sdaie heatmap (format {header.get('format')!r})")
     keys = ("format", "version", "detector", "context", "window", "threshold",
             "fake_when_higher", "grid")
     pm = PatchMap(scores, PatchGrid(**header["grid"]), header["detector"], header["context"],
                   int(header["window"]), float(header["threshold"]),
-                  bool(header["fake_when_higher"]))
+                  bool(header["fake_when_higher"]), valid)
     return pm, {k: v for k, v in header.items() if k not in keys}
 
 

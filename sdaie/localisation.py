@@ -97,13 +97,14 @@ class Tally:
 
     def add(self, label: int, image_score: float, pm: PatchMap, mask: np.ndarray,
             min_cover: float) -> None:
-        fake = pm.fake_scores().reshape(-1)
+        keep = pm.valid.reshape(-1)  # padding cells (official layout) are no image patches
+        fake = pm.fake_scores().reshape(-1)[keep]
         self.labels.append(label)
         self.image_scores.append(image_score)
         self.max_patch.append(float(np.nanmax(fake)) if np.isfinite(fake).any() else math.nan)
         self.share.append(pm.share_flagged())
         self.patch_scores.append(fake)
-        self.patch_truth.append(patch_labels(mask, pm.grid.boxes(), min_cover))
+        self.patch_truth.append(patch_labels(mask, pm.grid.boxes(), min_cover)[keep])
         pix = pm.pixel_scores()
         flagged = pix > pm.threshold if pm.fake_when_higher else ~(pix > pm.threshold)
         f1, iou = overlap_scores(flagged, mask, np.isfinite(pix)) if label == FAKE else (math.nan,

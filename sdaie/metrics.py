@@ -38,7 +38,7 @@ def _binary_clf_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.
     """Cumulative true and false positives at each distinct score, highest score first."""
     order = np.argsort(-score, kind="mergesort")
     score, y = score[order], y[order]
-    distinct = np.where(np.diff(score))[0]
+    distinct = np.flatnonzero(score[1:] != score[:-1])  # not np.diff: inf - inf is NaN, "distinct"
     ends = np.r_[distinct, y.size - 1]
     tps = np.cumsum(y)[ends]
     fps = (1 + ends) - tps

@@ -237,6 +237,9 @@ class FeatureScorer:
 # ---------------------------------------------------------------------------------------------
 
 
+NOT_CACHED = "not_cached"  # key of a skipped entry whose reason may not hold on a re-run
+
+
 @dataclass
 class ScoredFiles:
     """Results of the readable files among those asked for; the others listed with the reason."""
@@ -250,17 +253,24 @@ def score_files(scorer: Scorer, paths: Sequence[Path | str], patcher: Patcher,
                 strict: bool = False, progress: bool = True, desc: str = "",
                 batch_patches: int = 1024) -> ScoredFiles:
     """Load, tile and score each file; an undecodable one is skipped and reported (``strict``
-    raises :class:`ImageLoadError` instead). Consecutive images with the same patch count are
-    scored together, at most ``batch_patches`` patches per forward (module docstring)."""
+    raises :class:`ImageLoadError` instead), and so is one whose result has a
+    :meth:`ImageScore.problem` (marked ``NOT_CACHED``: a non-finite number must neither enter
+    the metrics nor be remembered as the file's result). Consecutive images with the same patch
+    count are scored together, at most ``batch_patches`` patches per forward (module docstring)."""
     results, kept, skipped = [], [], []
     pending: list[tuple[int, torch.Tensor]] = []
 
     def flush() -> None:
-        results.extend(score_batch(scorer, [p for _, p in pending]))
-        kept.extend(i for i, _ in pending)
+        for (i, _), r in zip(pending, score_batch(scorer, [p for _, p in pending])):
+            if (problem := r.problem()) is not None:
+                skipped.append({"path": str(paths[i]), "reason": problem, NOT_CACHED: True})
+                continue
+            results.append(r)
+            kept.append(i)
         pending.clear()
 
-    for i, path in enumerate(tqdm(list(paths), desc=desc, disable=not progress, leave=False)):
+    paths = list(paths)
+    for i, path in enumerate(tqdm(paths, desc=desc, disable=not progress, leave=False)):
         try:
             img = load_image(path)
         except ImageLoadError as exc:
@@ -290,14 +300,14 @@ class FeatureSet:
 
 
 def extract_features(extractor: nn.Module, paths: Sequence[Path], labels: Sequence[int],
-                     patcher: Patcher, perturbation: Perturbation = CLEAN,
-                     batch_patches: int = 1024, device: torch.device | str = "cpu",
-                     strict: bool = False, progress: bool = False, desc: str = "") -> FeatureSet:
-    """Perturb each readable file, tile it with ``patcher(img) -> [N,3,P,P]`` and embed it."""
+                     patcher: Patcher, batch_patches: int = 1024,
+                     device: torch.device | str = "cpu", strict: bool = False,
+                     progress: bool = False, desc: str = "") -> FeatureSet:
+    """Tile each readable file with ``patcher(img) -> [N,3,P,P]`` and embed it (a perturbation
+    belongs in the patcher, e.g. :class:`Tiling`, which applies it as the protocol says)."""
     paths = list(paths)
     scorer = FeatureScorer(extractor, batch_patches, device)
-    done = score_files(scorer, paths, lambda img: patcher(perturbation(img)), strict, progress,
-                       desc, batch_patches)
+    done = score_files(scorer, paths, patcher, strict, progress, desc, batch_patches)
     feats = [r.feature for r in done.results]
     dim = feats[0].shape[0] if feats else 0
     return FeatureSet(np.stack(feats) if feats else np.zeros((0, dim), np.float32),
@@ -365,10 +375,11 @@ class FeatureCache:
 
     def known(self, perturbation: Perturbation, cap: int) -> dict[str, Known]:
         """Content hash -> what is known of that content under (perturbation, cap), from every
-        cached set file (read once per process) and what this process saved since."""
+        cached set file and what this process saved since. Only the latest (perturbation, cap)
+        is held: evaluation never returns to an earlier one, and each holds every set's features."""
         key = (perturbation.tag, cap)
         if key not in self._known:
-            self._known[key] = {}
+            self._known = {key: {}}
             for path in sorted(self.dir.glob(f"*__{perturbation.tag}__cap{cap}{self.suffix}.npz")):
                 try:
                     with np.load(path, allow_pickle=False) as z:

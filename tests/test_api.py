@@ -266,3 +266,18 @@ def test_heatmap_of_a_perturbed_image_refers_to_the_image_as_scored(kit, tmp_pat
     pm, _ = load_patch_map(rows[0]["heatmap_npz"])
     assert np.array_equal(pm.scores, row["heatmap"].scores)
     assert Image.open(rows[0]["heatmap_png"]).size[0] == 240  # 32 px image, legend width
+
+
+def test_detect_heatmap_finds_each_image_regions_once(kit, tmp_path, monkeypatch):
+    from sdaie.heatmaps import PatchMap, load_patch_map
+
+    calls = []
+    regions = PatchMap.regions
+    monkeypatch.setattr(PatchMap, "regions", lambda pm, *a: calls.append(1) or regions(pm, *a))
+    rows = _detect_rows([str(kit["folder"]), "--checkpoint", str(kit["bc"]), "--heatmap",
+                         str(tmp_path / "m"), "--stride", "8", "--min-region", "2"],
+                        tmp_path / "rows.jsonl")
+    ok = [r for r in rows if "error" not in r]
+    assert ok and len(calls) == len(ok)
+    for row in ok:  # the file's regions are the row's (min_region 2 kept)
+        assert load_patch_map(row["heatmap_npz"])[1]["regions"] == row["regions"]

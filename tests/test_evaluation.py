@@ -9,20 +9,33 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+import sdaie.evaluation as evaluation
 from sdaie.config import Config
 from sdaie.data.official import binary_set_files
 from sdaie.data.testsets import LabelledFiles, TestSet, discover_sets, list_labelled
 from sdaie.data.transforms import CLEAN, parse_perturbation
-from sdaie.evaluation import EvalOutput, SetScores, evaluate, write_results
-from sdaie.scoring import Decision
+from sdaie.evaluation import (
+    BinarySets,
+    CachedFeatures,
+    EvalOutput,
+    OneClassSets,
+    SetScores,
+    evaluate,
+    write_results,
+)
+from sdaie.oneclass.gmm import fit_one_class
+from sdaie.scoring import Decision, FeatureCache, ImageScore
 
 # file stem -> score; a stem starting with "bad" is an unreadable file
 SCORES = {"r0": 0.1, "r1": 0.6, "r2": 0.3, "f0": 0.9, "f1": 0.4, "f2": 0.8, "w0": 0.7, "w1": 0.2}
@@ -161,3 +174,78 @@ def test_begin_clears_the_previous_run(tree):
     assert not (tree["out"] / "scores" / "blur1").exists()  # a stale perturbation is not plotted
     lines = (tree["out"] / "skipped.jsonl").read_text().splitlines()
     assert len(lines) == 2  # this run's skips only
+
+
+def _images(root: Path) -> tuple[list[Path], list[int]]:
+    """progan/{0_real,1_fake}: noise images of distinct brightness, and one flat (constant) real
+    image, for which the stubs below give a non-finite number."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for kind, base in (("0_real", 40), ("1_fake", 140)):
+        for i in range(3):
+            p = root / "progan" / kind / f"{i}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(base + 20 * i, base + 20 * i + 60, (32, 32, 3),
+                                         np.uint8)).save(p)
+            paths.append(p)
+    flat = root / "progan" / "0_real" / "flat.png"
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(flat)
+    return paths, flat
+
+
+class _StubExtractor(torch.nn.Module):
+    """Feature (mean, mean / range) of the normalised patches' red channel: not finite on a flat
+    image."""
+
+    patch_size, feature_dim = 16, 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, 0].flatten(1)  # one channel (normalisation differs between channels)
+        return torch.stack([x.mean(1), x.mean(1) / (x.amax(1) - x.amin(1))], 1)
+
+
+@dataclass
+class _StubBinary:
+    """p(fake) = mean pixel / 255, NaN on a flat image."""
+
+    patch_size: int = 16
+    batch_patches: int = 64
+
+    def __call__(self, patches: torch.Tensor) -> ImageScore:
+        x = patches.double()
+        return ImageScore(len(patches), p_fake=float(x.mean() / 255 if x.std() > 0 else math.nan))
+
+
+def test_a_non_finite_result_is_skipped_with_its_reason_not_scored(tmp_path):
+    paths, flat = _images(tmp_path / "tests")
+    output = EvalOutput(tmp_path / "run", "stub")
+    output.begin(Config())
+    sets = BinarySets(_StubBinary(), 100, 0.5)
+    m = evaluate(sets, discover_sets(tmp_path / "tests"), [CLEAN], output).blocks["clean"]["progan"]
+    s = [float(np.asarray(Image.open(p)).mean() / 255) for p in paths]
+    assert (m["n_real"], m["n_fake"]) == (3, 3)
+    assert m["ap_fake_pos"] == pytest.approx(average_precision_score([0] * 3 + [1] * 3, s))
+    skipped = [json.loads(line) for line in output.skipped_log.read_text().splitlines()]
+    assert [(s["path"], s["reason"]) for s in skipped] == [(str(flat), "p_fake is not finite")]
+
+
+def test_one_class_skips_a_non_finite_feature_and_does_not_cache_it(tmp_path, monkeypatch):
+    paths, flat = _images(tmp_path / "tests")
+    gmm = fit_one_class(np.random.default_rng(1).normal(size=(40, 2)), components=1)
+    extracted = []
+    original = evaluation.extract_features
+    monkeypatch.setattr(evaluation, "extract_features", lambda ex, todo, *a, **k: (
+        extracted.extend(map(str, todo)) or original(ex, todo, *a, **k)))
+    for _ in range(2):  # the second run (a new process's cache) must complete too
+        output = EvalOutput(tmp_path / "run", "stub")
+        output.begin(Config())
+        features = CachedFeatures(_StubExtractor(), FeatureCache(tmp_path / "cache", "k"), 100,
+                                  64, "cpu", False, output.log)
+        res = evaluate(OneClassSets(features, gmm), discover_sets(tmp_path / "tests"), [CLEAN],
+                       output)
+        m = res.blocks["clean"]["progan"]
+        assert (m["n_real"], m["n_fake"]) == (3, 3) and np.isfinite(m["roc_auc"])
+        skipped = [json.loads(line) for line in output.skipped_log.read_text().splitlines()]
+        assert [(s["path"], s["reason"]) for s in skipped] == [
+            (str(flat), "the image's feature is not finite")]
+    assert extracted == sorted(map(str, [*paths, flat])) + [str(flat)]  # only it is redone

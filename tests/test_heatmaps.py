@@ -73,3 +73,17 @@ def test_save_and_load_round_trip(tmp_path):
     with np.load(path) as z:
         assert int(z["stride"]) == 8 and z["boxes"].tolist() == pm.grid.boxes().tolist()
         assert str(z["detector"]) == "bc"
+
+
+def test_padding_cells_are_never_flagged_and_the_mask_is_saved(tmp_path):
+    grid = _grid(4, 2, top=-20, left=0, w=32, h=34)  # rows at y = -20, -4, 12, 28 of 16 px
+    assert grid.valid_cells()[:, 0].tolist() == [False, True, True, False]  # 0, 12, 16, 6 px in
+    oc = PatchMap(np.full((4, 2), np.nan), grid, "oc", "alone", 3, 0.5, False)  # NaN: flagged
+    assert oc.flagged()[:, 0].tolist() == [False, True, True, False]
+    assert oc.share_flagged() == 1.0
+    assert [(r.box, r.patches) for r in oc.regions()] == [((0, 0, 32, 28), 4)]
+    back, _ = load_patch_map(oc.save(tmp_path / "m.npz"))
+    assert np.array_equal(back.valid, oc.valid)
+    with np.load(tmp_path / "m.npz") as z:  # a file written before the mask: all valid
+        np.savez(tmp_path / "old.npz", **{k: z[k] for k in z.files if k != "valid"})
+    assert load_patch_map(tmp_path / "old.npz")[0].valid.all()

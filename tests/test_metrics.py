@@ -79,3 +79,15 @@ def test_overlap_scores_against_sklearn():
     empty = np.zeros((4, 4), bool)
     assert overlap_scores(empty, empty) == (1.0, 1.0)
     assert overlap_scores(~empty, empty) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("score", [[np.inf, np.inf, 0.2, 0.9], [-np.inf, -np.inf, 0.2, -np.inf],
+                                   [np.inf, -np.inf, np.inf, -np.inf]])
+def test_ties_at_infinity_are_ties(score):
+    """Against scikit-learn (which refuses inf) on the same ranking with finite stand-ins."""
+    y = np.array([1, 0, 1, 0])
+    s = np.array(score)
+    same_order = np.nan_to_num(s, posinf=1e300, neginf=-1e300)
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, same_order))
+    assert average_precision(y, s) == pytest.approx(average_precision_score(y, same_order))
+    assert roc_auc([1, 0], [np.inf, np.inf]) == 0.5

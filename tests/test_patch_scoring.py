@@ -118,3 +118,20 @@ def test_options_are_checked():
     assert MapSpec.default("bc").contexts == ("alone",)
     assert MapSpec.default("oc").contexts == ("window",)
     assert MapSpec.all_contexts("oc") == ("window", "alone", "image")
+
+
+@pytest.mark.parametrize(("size", "box", "patches"), [((128, 40), (48, 4, 80, 36), 4),
+                                                      ((200, 70), (68, 3, 132, 67), 16)])
+def test_official_padding_is_never_a_region(detector, size, box, patches):
+    """Every patch flagged (threshold below any p_fake): the only region is the image's patches;
+    the padding rows of the transposed crop (wholly or mostly outside) stay out of it."""
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (*size[::-1], 3), np.uint8))
+    scorer = BinaryScorer(detector, batch_patches=64)
+    tiling = LatticeTiling(PATCH, 1000, PATCH, protocol="official")
+    _, maps = score_with_maps(scorer, *tiling(img), Decision(-1.0, True), MapSpec(PATCH, ("alone",)))
+    pm = maps["alone"]
+    assert not pm.valid.all() and np.array_equal(pm.flagged(), pm.valid)
+    assert [(r.box, r.patches) for r in pm.regions()] == [(box, patches)]
+    assert pm.share_flagged() == 1.0
+    spec = LatticeTiling(PATCH, 1000, PATCH)(img)[1]
+    assert spec.valid_cells().all()  # the spec crop never pads

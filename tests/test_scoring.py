@@ -279,3 +279,40 @@ def test_official_protocol_is_checked_and_keys_its_own_cache(tmp_path):
     spec, off = FeatureCache(tmp_path, "h"), FeatureCache(tmp_path, "h", "official")
     assert spec.path("progan", CLEAN, 20000).name == "progan__clean__cap20000.npz"
     assert off.path("progan", CLEAN, 20000).name == "progan__clean__cap20000__official.npz"
+
+
+def test_each_file_is_hashed_once_per_run_and_one_perturbation_is_held(tmp_path, extractor,
+                                                                        monkeypatch):
+    import logging
+
+    import sdaie.evaluation as evaluation
+
+    files = _files(tmp_path / "a", [(32, 32)] * 3, seed=4)
+    hashed = []
+    monkeypatch.setattr(evaluation, "file_hash",
+                        lambda p, length: hashed.append(str(p)) or file_hash(p, length=length))
+    perts = [CLEAN, parse_perturbation("blur=1")]
+    first = {}
+    for run in range(2):  # the first run fills the cache, the second finds everything in it
+        hashed.clear()
+        cache = FeatureCache(tmp_path / "cache", "k")
+        features = evaluation.CachedFeatures(extractor, cache, 100, 64, "cpu", False,
+                                             logging.getLogger("t"))
+        for pert in perts:
+            for name in ("a", "again"):  # two sets of the same files
+                fs = features(name, files, [0, 1, 0], pert)
+                np.testing.assert_array_equal(fs.features, first.setdefault((name, pert.tag),
+                                                                            fs.features))
+            assert list(cache._known) in ([], [(pert.tag, 100)])  # the earlier one let go
+        assert sorted(hashed) == sorted(map(str, files)), run
+
+
+def test_extract_features_takes_the_perturbation_only_through_the_patcher(tmp_path, extractor):
+    """A perturbation applied outside the tiling would ignore the protocol's resize rounding."""
+    files = _files(tmp_path, [(32, 32)])
+    with pytest.raises(TypeError):
+        extract_features(extractor, files, [0], Tiling(16, 100), perturbation=CLEAN)
+    blur = parse_perturbation("blur=1")
+    fs = extract_features(extractor, files, [0], Tiling(16, 100, blur))
+    ref = FeatureScorer(extractor)(Tiling(16, 100, blur)(Image.open(files[0]).convert("RGB")))
+    np.testing.assert_array_equal(fs.features[0], ref.feature)
