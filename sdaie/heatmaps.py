@@ -3,7 +3,7 @@
 A patch score is the detector's own score computed from that patch (with the context chosen in
 :mod:`sdaie.models.patchwise`): p(fake) for the binary detector, the GMM log-likelihood for the
 one-class detector. A patch is *flagged* when its score is on the fake side of the detector's
-threshold (the rule of :class:`sdaie.scoring.Decision`) and lies mostly in the image (padding
+threshold (the rule of :class:`sdaie.scoring.Decision`) and lies wholly in the image (padding
 cells of the "official" layout never are). Connected flagged patches (8-neighbour
 adjacency on the lattice) form a *region*, reported as the bounding box of its patches, clipped
 to the image. An image with a region whose flagged patches are under ``partial_share`` of its
@@ -48,7 +48,7 @@ class Region:
 class PatchMap:
     """Scores ``[rows, cols]`` of the lattice ``grid`` (NaN: a patch that gave no finite score).
 
-    ``valid`` marks the cells lying mostly in the image (:meth:`PatchGrid.valid_cells`, the
+    ``valid`` marks the cells lying wholly in the image (:meth:`PatchGrid.valid_cells`, the
     default); the others (official-layout padding) are never flagged nor counted in the share.
     """
 

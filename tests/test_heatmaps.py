@@ -31,16 +31,18 @@ def test_connected_components_use_eight_neighbours():
     assert connected_components(m) == [[(0, 0), (1, 1)], [(0, 3)], [(2, 3)]]
 
 
-def test_regions_are_boxes_of_components_clipped_to_the_image():
+def test_regions_are_boxes_of_connected_patches():
     s = np.zeros((3, 4))
     s[0, 2:] = 0.9  # top right pair
     s[2, 0] = 0.8
-    pm = PatchMap(s, _grid(w=60), "bc", "alone", 3, 0.5, True)  # boxes reach x = 67 > 60
+    pm = PatchMap(s, _grid(w=67), "bc", "alone", 3, 0.5, True)  # the last column ends at x = 67
     regions = pm.regions()
-    assert [r.box for r in regions] == [(35, 2, 60, 18), (3, 34, 19, 50)]
+    assert [r.box for r in regions] == [(35, 2, 67, 18), (3, 34, 19, 50)]
     assert [r.patches for r in regions] == [2, 1]
     assert regions[0].peak == pytest.approx(0.9)
     assert pm.regions(min_patches=2) == regions[:1]
+    cut = PatchMap(s, _grid(w=60), "bc", "alone", 3, 0.5, True)  # last column 9 of 16 px inside
+    assert [(r.box, r.patches) for r in cut.regions()] == [((35, 2, 51, 18), 1), ((3, 34, 19, 50), 1)]
 
 
 def test_pixel_mean_against_a_loop_over_patches():
@@ -77,11 +79,11 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_padding_cells_are_never_flagged_and_the_mask_is_saved(tmp_path):
     grid = _grid(4, 2, top=-20, left=0, w=32, h=34)  # rows at y = -20, -4, 12, 28 of 16 px
-    assert grid.valid_cells()[:, 0].tolist() == [False, True, True, False]  # 0, 12, 16, 6 px in
+    assert grid.valid_cells()[:, 0].tolist() == [False, False, True, False]  # 0, 12, 16, 6 px in
     oc = PatchMap(np.full((4, 2), np.nan), grid, "oc", "alone", 3, 0.5, False)  # NaN: flagged
-    assert oc.flagged()[:, 0].tolist() == [False, True, True, False]
+    assert oc.flagged()[:, 0].tolist() == [False, False, True, False]
     assert oc.share_flagged() == 1.0
-    assert [(r.box, r.patches) for r in oc.regions()] == [((0, 0, 32, 28), 4)]
+    assert [(r.box, r.patches) for r in oc.regions()] == [((0, 12, 32, 28), 2)]
     back, _ = load_patch_map(oc.save(tmp_path / "m.npz"))
     assert np.array_equal(back.valid, oc.valid)
     with np.load(tmp_path / "m.npz") as z:  # a file written before the mask: all valid

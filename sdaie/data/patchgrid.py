@@ -56,14 +56,15 @@ class PatchGrid:
         return np.stack([x0, y0, x0 + self.size, y0 + self.size], -1).reshape(-1, 4).astype(np.int64)
 
     def valid_cells(self) -> np.ndarray:
-        """``[rows, cols]`` bool: cells whose patch lies mostly in the image (at least half its
-        area), so that the "official" layout's zero padding is never scored as image content."""
+        """``[rows, cols]`` bool: cells whose patch lies wholly in the image. A patch that is
+        partly the "official" layout's zero padding carries the padding's statistics, not the
+        camera's, so it is never read as image content."""
         if self.resized:
             return np.ones((1, 1), bool)
         b = self.boxes()
         w = np.clip(b[:, 2], 0, self.width) - np.clip(b[:, 0], 0, self.width)
         h = np.clip(b[:, 3], 0, self.height) - np.clip(b[:, 1], 0, self.height)
-        return (2 * w * h >= self.size * self.size).reshape(self.rows, self.cols)
+        return (w * h == self.size * self.size).reshape(self.rows, self.cols)
 
     def grid_cells(self) -> np.ndarray:
         """Raster indices (in this lattice) of the evaluation-grid patches detection scores,
