@@ -239,7 +239,9 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     strict: bool = False  # fail on the first unusable file instead of skipping it
     dist_timeout_s: int = 1800  # a stuck collective fails after this long instead of hanging
-    resume: str = ""  # training stages: "" (fresh), "auto" (newest checkpoint in out_dir) or a path
+    # training stages: "" (fresh), "auto" (the checkpoint last.pt names, else the newest in
+    # out_dir/checkpoints) or a checkpoint path
+    resume: str = ""
     # training stages: run the model through torch.compile (its first steps compile for minutes;
     # `sdaie gpu-check` says whether it is correct and faster on your GPU). The spec is silent.
     compile: bool = False

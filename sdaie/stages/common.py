@@ -80,7 +80,7 @@ def stage_parser(name: str, prog: str | None = None) -> argparse.ArgumentParser:
     if stage.resume:
         group = parser.add_mutually_exclusive_group()
         group.add_argument("--resume", action="store_const", const="auto", default=None,
-                           help="continue from the newest checkpoint in run.out_dir "
+                           help="continue from the checkpoint run.out_dir's last.pt names "
                                 "(same as run.resume=auto; starts fresh if there is none)")
         group.add_argument("--resume-from", dest="resume", metavar="CKPT",
                            help="continue from this checkpoint (same as run.resume=CKPT)")
