@@ -50,12 +50,12 @@ from sdaie.device import resolve_device
 from sdaie.hashing import file_hash
 from sdaie.heatmaps import PARTIAL_SHARE, PatchMap
 from sdaie.labels import FAKE as FAKE_LABEL
-from sdaie.labels import NAMES
+from sdaie.labels import NAMES, Decision
 from sdaie.labels import REAL as REAL_LABEL
 from sdaie.models import CheckpointError, load_binary_detector, load_extractor
 from sdaie.oneclass.gmm import OneClassGMM, load_gmm
 from sdaie.patch_scoring import LatticeTiling, MapSpec, score_with_maps
-from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, ImageScore, Scorer, Tiling
+from sdaie.scoring import BinaryScorer, FeatureScorer, ImageScore, Scorer, Tiling
 
 REAL, FAKE = NAMES[REAL_LABEL], NAMES[FAKE_LABEL]  # the words rows print
 COLUMNS = {  # row keys per mode, in order (the CSV columns of ``sdaie detect``)

@@ -36,6 +36,7 @@ from sdaie.data.transforms import Perturbation
 from sdaie.data.walk import ignored_text
 from sdaie.engine.runlog import Timer, append_jsonl, setup_logging, write_json
 from sdaie.hashing import file_hash
+from sdaie.labels import Decision
 from sdaie.metrics import detection_metrics
 from sdaie.oneclass.gmm import OneClassGMM
 from sdaie.reports import UNLABELLED, write_report
@@ -43,7 +44,6 @@ from sdaie.runinfo import write_run_info
 from sdaie.scoring import (
     NOT_CACHED,
     BinaryScorer,
-    Decision,
     FeatureCache,
     FeatureSet,
     Known,

@@ -3,7 +3,7 @@
 A patch score is the detector's own score computed from that patch (with the context chosen in
 :mod:`sdaie.models.patchwise`): p(fake) for the binary detector, the GMM log-likelihood for the
 one-class detector. A patch is *flagged* when its score is on the fake side of the detector's
-threshold (the rule of :class:`sdaie.scoring.Decision`) and lies wholly in the image (padding
+threshold (the rule of :class:`sdaie.labels.Decision`) and lies wholly in the image (padding
 cells of the "official" layout never are). Connected flagged patches (8-neighbour
 adjacency on the lattice) form a *region*, reported as the bounding box of its patches, clipped
 to the image. An image with a region whose flagged patches are under ``partial_share`` of its
@@ -21,6 +21,7 @@ import numpy as np
 
 from sdaie.atomic import atomic_savez
 from sdaie.data.patchgrid import PatchGrid
+from sdaie.labels import Decision
 
 FORMAT = "sdaie-heatmap"
 VERSION = 1
@@ -66,15 +67,18 @@ class PatchMap:
         if self.valid.shape != self.scores.shape:
             raise ValueError(f"valid mask {self.valid.shape} != scores {self.scores.shape}")
 
+    @property
+    def decision(self) -> Decision:
+        return Decision(self.threshold, self.fake_when_higher)
+
     def fake_scores(self) -> np.ndarray:
         """Scores turned so that higher means more likely generated."""
-        return self.scores if self.fake_when_higher else -self.scores
+        return self.decision.fake_score(self.scores)
 
     def flagged(self) -> np.ndarray:
         """Valid patches on the fake side of the threshold (a NaN one-class score counts as
         flagged, as the image rule counts it; a NaN p_fake does not)."""
-        above = self.scores > self.threshold
-        return (above if self.fake_when_higher else ~above) & self.valid
+        return self.decision.predict_fake(self.scores) & self.valid
 
     def share_flagged(self) -> float:
         """Flagged share of the valid patches (NaN when there is none)."""

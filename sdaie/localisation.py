@@ -37,7 +37,7 @@ from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.testsets import TestSet, discover_sets, display_name, list_labelled, order_key
 from sdaie.data.transforms import CLEAN
 from sdaie.heatmaps import PatchMap
-from sdaie.labels import FAKE
+from sdaie.labels import FAKE, Decision
 from sdaie.metrics import average_precision, overlap_scores, patch_labels, roc_auc
 from sdaie.patch_scoring import (
     LatticeTiling,
@@ -46,7 +46,7 @@ from sdaie.patch_scoring import (
     contexts_list,
     score_with_maps,
 )
-from sdaie.scoring import BinaryScorer, Decision, FeatureScorer
+from sdaie.scoring import BinaryScorer, FeatureScorer
 
 IMAGES, MASKS = "images", "masks"
 Blocks = dict[str, dict[str, dict[str, float]]]  # {context: {set: figures}}
@@ -106,7 +106,7 @@ class Tally:
         self.patch_scores.append(fake)
         self.patch_truth.append(patch_labels(mask, pm.grid.boxes(), min_cover)[keep])
         pix = pm.pixel_scores()
-        flagged = pix > pm.threshold if pm.fake_when_higher else ~(pix > pm.threshold)
+        flagged = pm.decision.predict_fake(pix)
         f1, iou = overlap_scores(flagged, mask, np.isfinite(pix)) if label == FAKE else (math.nan,
                                                                                         math.nan)
         self.f1.append(f1)

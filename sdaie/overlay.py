@@ -53,7 +53,7 @@ def colours(values: np.ndarray, pm: PatchMap, lo: float, hi: float) -> np.ndarra
     """RGB float ``[..., 3]`` of scores: position past the threshold on its own side, 0..1."""
     t = pm.threshold
     v = np.asarray(values, np.float64)
-    flagged = v > t if pm.fake_when_higher else ~(v > t)
+    flagged = pm.decision.predict_fake(v)
     fake_span = (hi - t) if pm.fake_when_higher else (t - lo)
     real_span = (t - lo) if pm.fake_when_higher else (hi - t)
     dist = np.abs(np.nan_to_num(v, nan=lo if not pm.fake_when_higher else hi) - t)

@@ -22,11 +22,12 @@ from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patchgrid import PatchGrid, check_stride, lattice_patches
 from sdaie.data.transforms import CLEAN, Perturbation
 from sdaie.heatmaps import PatchMap
+from sdaie.labels import Decision
 from sdaie.models.base import PatchExtractor
 from sdaie.models.patchwise import CONTEXTS, check_context, chunked_tokens, patch_features
 from sdaie.oneclass.gmm import quantile_threshold
 from sdaie.oneclass.gmm_torch import score_samples as gmm_score_samples
-from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, ImageScore
+from sdaie.scoring import BinaryScorer, FeatureScorer, ImageScore
 
 # How each detector scores a patch on its own unless told otherwise: the context that localised
 # best on the synthetic world's spliced sets (docs/heatmaps.md, "Which context").

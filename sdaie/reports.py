@@ -32,7 +32,7 @@ from sklearn.metrics import roc_curve
 from sdaie.atomic import atomic_write_bytes, atomic_write_text
 from sdaie.data.testsets import display_name, order_key
 from sdaie.data.transforms import Perturbation
-from sdaie.labels import FAKE, REAL
+from sdaie.labels import FAKE, REAL, Decision
 from sdaie.metrics import roc_auc
 
 UNLABELLED = -1
@@ -265,9 +265,10 @@ def roc_curve_of(s: SetScores, kind: ScoreKind, threshold: float) -> RocCurve | 
     y, x = s.labels[keep], s.scores[keep]
     if not ((y == REAL).any() and (y == FAKE).any()):
         return None
-    fake_score = x if kind.fake_when_higher else -x
+    rule = Decision(threshold, kind.fake_when_higher)
+    fake_score = rule.fake_score(x)
     fpr, tpr, _ = roc_curve(y, fake_score)
-    flagged = x > threshold if kind.fake_when_higher else ~(x > threshold)
+    flagged = rule.predict_fake(x)
     return RocCurve(fpr, tpr, roc_auc(y, fake_score),
                     (float(flagged[y == REAL].mean()), float(flagged[y == FAKE].mean())))
 

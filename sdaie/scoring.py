@@ -80,26 +80,6 @@ class ImageScore:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """A detector's threshold rule: binary fake iff p(fake) > t; one-class real iff log p > t.
-
-    The one-class side is "fake unless score > t", so a NaN log-likelihood counts as fake (the
-    rule of :meth:`OneClassGMM.predict_fake`) and a NaN p(fake) as real.
-    """
-
-    threshold: float
-    fake_when_higher: bool
-
-    def predict_fake(self, scores: np.ndarray | float) -> np.ndarray:
-        above = np.asarray(scores) > self.threshold
-        return above if self.fake_when_higher else ~above
-
-    def fake_score(self, scores: np.ndarray) -> np.ndarray:
-        """Scores turned so that higher means more likely AI-generated (for AP and ROC-AUC)."""
-        return scores if self.fake_when_higher else -scores
-
-
-@dataclass(frozen=True)
 class Tiling:
     """How an image becomes the patches a scorer sees: perturbation, then the evaluation grid.
 

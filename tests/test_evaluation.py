@@ -34,8 +34,9 @@ from sdaie.evaluation import (
     evaluate,
     write_results,
 )
+from sdaie.labels import Decision
 from sdaie.oneclass.gmm import fit_one_class
-from sdaie.scoring import Decision, FeatureCache, ImageScore
+from sdaie.scoring import FeatureCache, ImageScore
 
 # file stem -> score; a stem starting with "bad" is an unreadable file
 SCORES = {"r0": 0.1, "r1": 0.6, "r2": 0.3, "f0": 0.9, "f1": 0.4, "f2": 0.8, "w0": 0.7, "w1": 0.2}

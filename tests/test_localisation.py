@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sdaie.config import ConfigError, LocalisationConfig, ModelConfig
 from sdaie.data.testsets import TestSet
 from sdaie.heatmaps import PatchMap
+from sdaie.labels import Decision
 from sdaie.localisation import (
     Localiser,
     Tally,
@@ -23,7 +24,7 @@ from sdaie.metrics import patch_labels
 from sdaie.models import BinaryDetector
 from sdaie.patch_scoring import LatticeTiling, MapSpec, score_with_maps
 from sdaie.pixels import normalize
-from sdaie.scoring import BinaryScorer, Decision
+from sdaie.scoring import BinaryScorer
 
 PATCH = 16
 CFG = ModelConfig(width=4, patch_size=PATCH, depths=[1, 1, 1, 1], transformer_depth=1,

@@ -10,6 +10,7 @@ from PIL import Image
 
 from sdaie.config import ModelConfig
 from sdaie.data.transforms import parse_perturbation
+from sdaie.labels import Decision
 from sdaie.models import BinaryDetector
 from sdaie.oneclass.gmm import fit_one_class, quantile_threshold
 from sdaie.patch_scoring import (
@@ -20,7 +21,7 @@ from sdaie.patch_scoring import (
     score_with_maps,
 )
 from sdaie.pixels import normalize
-from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, Tiling
+from sdaie.scoring import BinaryScorer, FeatureScorer, Tiling
 
 PATCH = 16
 CFG = ModelConfig(width=4, patch_size=PATCH, depths=[1, 1, 1, 1], transformer_depth=1,

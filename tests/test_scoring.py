@@ -20,7 +20,6 @@ from sdaie.models import BinaryDetector, build_extractor
 from sdaie.oneclass.gmm import fit_one_class
 from sdaie.scoring import (
     BinaryScorer,
-    Decision,
     FeatureCache,
     FeatureScorer,
     ImageScore,
@@ -115,17 +114,6 @@ def test_problem_names_the_non_finite_value():
     assert ImageScore(1, feature=np.zeros(2), log_likelihood=float("nan")).problem() == \
         "log-likelihood is NaN"
     assert ImageScore(1, feature=np.zeros(2), log_likelihood=-float("inf")).problem() is None
-
-
-def test_decision_orientation_of_both_detectors():
-    scores = np.array([0.2, 0.5, 0.7, np.nan])
-    binary = Decision(0.5, fake_when_higher=True)  # fake iff p > t
-    assert binary.predict_fake(scores).tolist() == [False, False, True, False]
-    np.testing.assert_array_equal(binary.fake_score(scores), scores)
-    one_class = Decision(0.5, fake_when_higher=False)  # real iff log p > t; NaN counts as fake
-    assert one_class.predict_fake(scores).tolist() == [True, True, False, True]
-    np.testing.assert_array_equal(one_class.fake_score(scores), -scores)
-    assert bool(one_class.predict_fake(0.7)) is False and bool(binary.predict_fake(0.7)) is True
 
 
 def test_tiling_perturbs_before_the_grid_and_keeps_uint8():

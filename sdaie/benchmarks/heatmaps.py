@@ -25,10 +25,11 @@ from sklearn.mixture import GaussianMixture
 from sdaie.benchmarks.measuring import interleaved
 from sdaie.config import ModelConfig
 from sdaie.data.patches import GRID_CAP
+from sdaie.labels import Decision
 from sdaie.models import BinaryDetector
 from sdaie.oneclass.gmm import OneClassGMM
 from sdaie.patch_scoring import LatticeTiling, MapSpec, score_with_maps
-from sdaie.scoring import BinaryScorer, Decision, FeatureScorer, Tiling
+from sdaie.scoring import BinaryScorer, FeatureScorer, Tiling
 
 
 def random_gmm(dim: int, components: int = 5, seed: int = 0) -> OneClassGMM:

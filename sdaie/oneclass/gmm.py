@@ -49,9 +49,6 @@ class OneClassGMM:
         """Log-likelihood per row (higher = more like the real training images)."""
         return self.gmm.score_samples(np.asarray(features, dtype=np.float64))
 
-    def predict_fake(self, scores: np.ndarray) -> np.ndarray:
-        return ~(np.asarray(scores) > self.threshold)
-
     def percentile(self, scores: np.ndarray) -> np.ndarray:
         """Share of training scores at or below each score (0..100), for reports."""
         ref = np.sort(self.train_scores)
