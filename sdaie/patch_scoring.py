@@ -24,6 +24,7 @@ from sdaie.data.transforms import CLEAN, Perturbation
 from sdaie.heatmaps import PatchMap
 from sdaie.labels import Decision
 from sdaie.models.base import PatchExtractor
+from sdaie.models.binary import fake_probability
 from sdaie.models.patchwise import CONTEXTS, check_context, chunked_tokens, patch_features
 from sdaie.oneclass.gmm import quantile_threshold
 from sdaie.oneclass.gmm_torch import score_samples as gmm_score_samples
@@ -107,7 +108,7 @@ def _patch_scores(scorer: BinaryScorer | FeatureScorer, features: torch.Tensor) 
     features' device, :mod:`sdaie.oneclass.gmm_torch`; NaN for a non-finite feature)."""
     if isinstance(scorer, BinaryScorer):
         logits = scorer.detector.fc(features).float()
-        return (1.0 - torch.softmax(logits, dim=1)[:, 0]).cpu().double().numpy()
+        return fake_probability(logits).cpu().double().numpy()
     f = features.float()
     out = torch.full((len(f),), float("nan"), dtype=torch.float64, device=f.device)
     ok = torch.isfinite(f).all(dim=1)
@@ -123,7 +124,7 @@ def _image_score(scorer: BinaryScorer | FeatureScorer, extractor: PatchExtractor
     n = int(grid_tokens.shape[0])
     if isinstance(scorer, BinaryScorer):
         logits = scorer.detector.fc(feature).float()
-        return ImageScore(n, p_fake=float(1.0 - torch.softmax(logits, dim=0)[0]))
+        return ImageScore(n, p_fake=float(fake_probability(logits)))
     return scorer.result_of(n, feature.float().cpu().numpy())
 
 

@@ -40,6 +40,7 @@ from sdaie.config import PROTOCOLS
 from sdaie.data.imageio import ImageLoadError, load_image
 from sdaie.data.patches import grid_patches
 from sdaie.data.transforms import CLEAN, Perturbation
+from sdaie.models.binary import fake_probability
 from sdaie.oneclass.gmm import OneClassGMM
 from sdaie.pixels import normalize
 
@@ -125,7 +126,7 @@ def p_fake(detector: nn.Module, patches: torch.Tensor, batch_patches: int,
            device: torch.device | str) -> float:
     """1 - softmax(logits)[0] of one image (the official expression)."""
     logits = detector.image_logits(patches.to(device), chunk=batch_patches).float()
-    return float(1.0 - torch.softmax(logits, dim=0)[0])
+    return float(fake_probability(logits))
 
 
 class Scorer(Protocol):
@@ -171,7 +172,7 @@ class BinaryScorer:
     def batch(self, patch_list: Sequence[torch.Tensor]) -> list[ImageScore]:
         """Images with equal patch counts in one forward."""
         logits = self.detector(_stacked(patch_list, self.device)).float()
-        p = (1.0 - torch.softmax(logits, dim=1)[:, 0]).cpu().tolist()
+        p = fake_probability(logits).cpu().tolist()
         return [ImageScore(int(x.shape[0]), p_fake=float(v)) for x, v in zip(patch_list, p)]
 
 

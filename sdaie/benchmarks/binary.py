@@ -19,6 +19,7 @@ from sdaie.benchmarks.measuring import Timings, compared, interleaved, merged, p
 from sdaie.config import ModelConfig
 from sdaie.data.patches import grid_patches
 from sdaie.models import BinaryDetector
+from sdaie.models.binary import fake_probability
 
 
 def bc_eval_timings(impl: str, cfg: ModelConfig, side: int, rounds: int, threads: int,
@@ -34,7 +35,7 @@ def bc_eval_timings(impl: str, cfg: ModelConfig, side: int, rounds: int, threads
         with torch.inference_mode():
             patches = grid_patches(img, size=cfg.patch_size, cap=40_000,
                                    normalized=False).to(device)
-            return float(1 - torch.softmax(det.image_logits(patches), 0)[0])
+            return float(fake_probability(det.image_logits(patches)))
 
     return interleaved({impl: run}, rounds, device=device)[impl]
 

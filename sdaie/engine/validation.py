@@ -23,6 +23,7 @@ from sdaie.data.loading import seeded_loader
 from sdaie.data.pairs import PairDataset
 from sdaie.distributed import DistInfo, all_gather_objects
 from sdaie.metrics import detection_metrics, heldout_metrics
+from sdaie.models.binary import fake_probability
 
 Autocast = Callable[[], Any]
 
@@ -95,7 +96,7 @@ def quick_validation(detector: nn.Module, dataset: LabelledPatches, cfg: Config,
     for x, y, _ in loader:
         with autocast():
             logits = detector(x.to(info.device)).float()
-        scores.append((1.0 - torch.softmax(logits, dim=1)[:, 0]).cpu().numpy())
+        scores.append(fake_probability(logits).cpu().numpy())
         labels.append(y.numpy())
     detector.train()
     parts = all_gather_objects((np.concatenate(scores) if scores else np.zeros(0),

@@ -14,8 +14,15 @@ import torch
 from torch import nn
 
 from sdaie.config import ModelConfig
+from sdaie.labels import REAL
 from sdaie.models.base import PatchExtractor
 from sdaie.models.registry import build_extractor
+
+
+def fake_probability(logits: torch.Tensor) -> torch.Tensor:
+    """p(AI-generated) = 1 - softmax(logits)[real] over the last dimension: the official
+    expression (not softmax[fake], which differs in the last bits), for one image or a batch."""
+    return 1.0 - torch.softmax(logits, dim=-1)[..., REAL]
 
 
 class BinaryDetector(nn.Module):

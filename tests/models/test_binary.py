@@ -1,6 +1,8 @@
+import numpy as np
 import torch
 
 from sdaie.models import BinaryDetector
+from sdaie.models.binary import fake_probability
 from sdaie.models.losses import binary_loss
 
 
@@ -37,3 +39,13 @@ def test_load_pretrained_and_image_logits(tiny_cfg):
                                other.trainable.group2[0].weight)
     patches = torch.randn(5, 3, 16, 16)
     torch.testing.assert_close(det.image_logits(patches, chunk=2), det(patches[None])[0])
+
+
+def test_fake_probability_is_one_minus_the_real_softmax_for_an_image_or_a_batch():
+    logits = torch.tensor([[2.0, -1.0], [0.0, 0.0], [-3.0, 40.0]])
+    e = np.exp(logits.double().numpy() - logits.double().numpy().max(axis=1, keepdims=True))
+    expected = 1.0 - e[:, 0] / e.sum(axis=1)  # written out in float64
+    batch = fake_probability(logits)
+    assert batch.shape == (3,) and np.allclose(batch.numpy(), expected, atol=1e-7)
+    assert float(fake_probability(logits[0])) == float(batch[0])  # one image: the same number
+    assert float(fake_probability(logits[1])) == 0.5
