@@ -34,7 +34,7 @@ import numpy as np
 from sdaie.atomic import atomic_savez, atomic_write_text
 from sdaie.config import ConfigError, LocalisationConfig
 from sdaie.data.imageio import ImageLoadError, load_image
-from sdaie.data.testsets import TestSet, discover_sets, display_name, list_labelled, order_key
+from sdaie.data.testsets import TestSet, discover_sets, list_labelled
 from sdaie.data.transforms import CLEAN
 from sdaie.heatmaps import PatchMap
 from sdaie.labels import FAKE, Decision
@@ -47,6 +47,7 @@ from sdaie.patch_scoring import (
     score_with_maps,
 )
 from sdaie.scoring import BinaryScorer, FeatureScorer
+from sdaie.tables import AVERAGE, ordered_rows, pct
 
 IMAGES, MASKS = "images", "masks"
 Blocks = dict[str, dict[str, dict[str, float]]]  # {context: {set: figures}}
@@ -282,17 +283,13 @@ def evaluate_localisation(localiser: Localiser, root: str | Path, names: list[st
     return blocks
 
 
+COUNTS = ("n_real", "n_spliced")
+RATES = tuple(c for c in COLUMNS if c not in COUNTS)
+
+
 def _rows(results: Mapping[str, Mapping[str, float]]) -> list[dict]:
-    rows = [{"set": n, "display": display_name(n), **results[n]}
-            for n in sorted(results, key=order_key)]
-    if len(rows) > 1:
-        avg: dict = {"set": "average", "display": "**Average**"}
-        for c in COLUMNS:
-            vals = [r[c] for r in rows if not math.isnan(r[c])]
-            avg[c] = (sum(vals) if c.startswith("n_") else
-                      sum(vals) / len(vals) if vals else math.nan)
-        rows.append(avg)
-    return rows
+    """Table order; an average row only over two or more sets."""
+    return ordered_rows(results, RATES, COUNTS, min_sets=2)
 
 
 def write_localisation_tables(out: Path, kind: str, blocks: Blocks, title: str,
@@ -307,12 +304,12 @@ def write_localisation_tables(out: Path, kind: str, blocks: Blocks, title: str,
                   "| Set | " + " | ".join(HEADERS[c] for c in COLUMNS) + " |",
                   "|---|" + "---:|" * len(COLUMNS)]
         for r in _rows(results):
-            cells = [str(int(r[c])) if c.startswith("n_") else
-                     ("–" if math.isnan(r[c]) else f"{100 * r[c]:.1f}") for c in COLUMNS]
-            lines.append(f"| {r['display']} | " + " | ".join(cells) + " |")
-            if r["set"] != "average":
+            cells = [str(int(r[c])) if c in COUNTS else pct(r[c]) for c in COLUMNS]
+            name = f"**{r['display']}**" if r["set"] == AVERAGE else r["display"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            if r["set"] != AVERAGE:
                 writer.writerow([context, r["set"], r["display"],
-                                 *[int(r[c]) if c.startswith("n_") else
+                                 *[int(r[c]) if c in COUNTS else
                                    ("" if math.isnan(r[c]) else f"{r[c]:.6f}") for c in COLUMNS]])
         lines.append("")
     return (atomic_write_text(out / f"{kind}_localisation.csv", buf.getvalue()),

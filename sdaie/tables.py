@@ -38,15 +38,18 @@ def _mean(values: Sequence[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def ordered_rows(results: Mapping[str, Mapping[str, float]]) -> list[dict]:
-    """``{set: metrics}`` -> rows in table order plus the average row."""
+def ordered_rows(results: Mapping[str, Mapping[str, float]],
+                 rates: Sequence[str] = RATE_COLUMNS, counts: Sequence[str] = COUNT_COLUMNS,
+                 min_sets: int = 1) -> list[dict]:
+    """``{set: metrics}`` -> rows in table order plus, from ``min_sets`` sets on, the average
+    row (unweighted mean of each rate over the sets that have it; counts summed)."""
     rows = [{"set": name, "display": display_name(name), **results[name]}
             for name in sorted(results, key=order_key)]
-    if rows:
+    if rows and len(rows) >= min_sets:
         avg: dict = {"set": AVERAGE, "display": "Average"}
-        for col in RATE_COLUMNS:
+        for col in rates:
             avg[col] = _mean([r.get(col, math.nan) for r in rows])
-        for col in COUNT_COLUMNS:
+        for col in counts:
             avg[col] = sum(int(r.get(col, 0)) for r in rows)
         rows.append(avg)
     return rows
@@ -65,7 +68,8 @@ def to_csv(blocks: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
     return buf.getvalue()
 
 
-def _pct(value: float) -> str:
+def pct(value: float) -> str:
+    """A fraction as a table cell: percent with one decimal, '–' for NaN."""
     return "–" if math.isnan(value) else f"{100.0 * value:.1f}"
 
 
@@ -85,7 +89,7 @@ def to_markdown(blocks: Mapping[str, Mapping[str, Mapping[str, float]]], title: 
                   "|---|" + "---:|" * (len(headers) + 2)]
         for row in ordered_rows(results):
             name = f"**{row['display']}**" if row["set"] == AVERAGE else row["display"]
-            cells = [_pct(row[c]) for c in RATE_COLUMNS] + [str(int(row[c])) for c in COUNT_COLUMNS]
+            cells = [pct(row[c]) for c in RATE_COLUMNS] + [str(int(row[c])) for c in COUNT_COLUMNS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
